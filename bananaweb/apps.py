@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class BananawebConfig(AppConfig):
+    name = "bananaweb"
+    verbose_name = "bananaweb"

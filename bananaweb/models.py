@@ -1,0 +1,329 @@
+"""bananaweb's data: image requests and their images, upstream tokens, quotas."""
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from bananaweb import crypto, options
+
+
+def _in_choices(field: str, choices: type[models.TextChoices], blank: bool = False) -> Q:
+    allowed = Q(**{f"{field}__in": choices.values})
+    return allowed | Q(**{field: ""}) if blank else allowed
+
+
+def local_day_start(now: datetime | None = None) -> datetime:
+    """Midnight today in the site's time zone: when daily counts start."""
+    now = timezone.localtime(now)
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+# --- Upstream tokens -----------------------------------------------------------
+
+
+class UpstreamTokenQuerySet(models.QuerySet):
+    def usable_by(self, user, *, now: datetime | None = None) -> "UpstreamTokenQuerySet":
+        """Active, healthy, not cooling down, and open to the user's groups."""
+        now = now or timezone.now()
+        return (
+            self.filter(is_active=True, suspended_reason="")
+            .filter(Q(cooldown_until__isnull=True) | Q(cooldown_until__lte=now))
+            .filter(Q(groups__isnull=True) | Q(groups__in=user.groups.all()))
+            .distinct()
+        )
+
+    def with_usage(self) -> "UpstreamTokenQuerySet":
+        today = local_day_start()
+        accepted = ~Q(image_requests__upstream_task_id="")
+        return self.annotate(
+            uses_total=models.Count("image_requests", filter=accepted, distinct=True),
+            uses_today=models.Count(
+                "image_requests",
+                filter=accepted & Q(image_requests__submitted_at__gte=today),
+                distinct=True,
+            ),
+        )
+
+
+class UpstreamToken(models.Model):
+    """A shared, paid Mountsea API token. The secret is stored encrypted."""
+
+    name = models.CharField(max_length=100, unique=True)
+    secret_encrypted = models.TextField(editable=False)
+    last4 = models.CharField(max_length=4, editable=False)
+    is_active = models.BooleanField(
+        "active", default=True, help_text="Unticked by an admin, it stays out of rotation."
+    )
+    priority = models.IntegerField(
+        default=0, help_text="Higher first; tokens of equal priority share the load."
+    )
+    groups = models.ManyToManyField(
+        Group,
+        blank=True,
+        related_name="upstream_tokens",
+        help_text="Only members of these groups may use it; none means everyone.",
+    )
+    notes = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    # Set when the upstream refused the token (401/403, out of credit); cleared
+    # by itself once a re-check succeeds.
+    suspended_reason = models.TextField(blank=True)
+    recheck_at = models.DateTimeField(null=True, blank=True)
+    cooldown_until = models.DateTimeField(null=True, blank=True)
+
+    objects = UpstreamTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-priority", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (…{self.last4})"
+
+    def set_secret(self, secret: str) -> None:
+        secret = secret.strip()
+        if not secret:
+            raise ValidationError({"secret": "The token can't be empty."})
+        self.secret_encrypted = crypto.encrypt(secret)
+        self.last4 = secret[-4:]
+
+    @property
+    def secret(self) -> str:
+        return crypto.decrypt(self.secret_encrypted)
+
+    @property
+    def masked(self) -> str:
+        return f"••••{self.last4}"
+
+    @property
+    def state(self) -> str:
+        if not self.is_active:
+            return "disabled"
+        if self.suspended_reason:
+            return "suspended"
+        if self.cooldown_until and self.cooldown_until > timezone.now():
+            return "cooling down"
+        return "ready"
+
+
+class TokenAuditEntry(models.Model):
+    """Who changed which token, when, and which fields: never the secret's value."""
+
+    token = models.ForeignKey(
+        UpstreamToken, null=True, on_delete=models.SET_NULL, related_name="audit_entries"
+    )
+    token_name = models.CharField(max_length=100)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    at = models.DateTimeField(auto_now_add=True)
+    event = models.CharField(max_length=40)
+    fields = models.JSONField(default=list, blank=True)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        verbose_name_plural = "token audit entries"
+
+    def __str__(self) -> str:
+        who = self.actor or "bananaweb"
+        return f"{self.at:%Y-%m-%d %H:%M} {who} {self.event} {self.token_name}"
+
+
+# --- Quotas --------------------------------------------------------------------
+
+
+class UserQuota(models.Model):
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quota"
+    )
+    daily_limit = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Requests per day; empty uses the default (BANANAWEB_DEFAULT_DAILY_QUOTA).",
+    )
+
+    def __str__(self) -> str:
+        return f"Quota for {self.user}"
+
+
+# --- Image requests ------------------------------------------------------------
+
+
+class ImageRequestQuerySet(models.QuerySet):
+    def for_user(self, user) -> "ImageRequestQuerySet":
+        return self.filter(user=user)
+
+    def newest_first(self) -> "ImageRequestQuerySet":
+        return self.order_by("-created_at", "-pk")
+
+    def counting_today(self) -> "ImageRequestQuerySet":
+        return self.filter(counts_toward_quota=True, created_at__gte=local_day_start())
+
+    def with_images(self) -> "ImageRequestQuerySet":
+        return self.prefetch_related("images")
+
+
+class RequestStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SUBMITTING = "submitting", "Sending"
+    IN_PROGRESS = "in_progress", "In progress"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    UNKNOWN = "unknown", "Outcome unknown"
+
+
+class ImageRequest(models.Model):
+    """One generate or edit request, saved before anything is sent upstream."""
+
+    Status = RequestStatus
+    IN_FLIGHT = (RequestStatus.QUEUED, RequestStatus.SUBMITTING, RequestStatus.IN_PROGRESS)
+
+    class Source(models.TextChoices):
+        WEB = "web", "Web"
+        API = "api", "API"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="image_requests"
+    )
+    source = models.CharField(max_length=3, choices=Source, default=Source.WEB)
+
+    # What the user asked for, with the API's own names.
+    action = models.CharField(max_length=8, choices=options.Action)
+    prompt = models.TextField(max_length=options.PROMPT_MAX_LENGTH)
+    model = models.CharField(
+        max_length=20, choices=options.Model, default=options.DEFAULT_MODEL
+    )
+    aspect_ratio = models.CharField(max_length=5, choices=options.AspectRatio, blank=True)
+    resolution = models.CharField(max_length=2, choices=options.Resolution, blank=True)
+    num_images = models.PositiveSmallIntegerField(default=1)
+    image_urls = models.JSONField(default=list, blank=True)
+
+    # What happened to it.
+    status = models.CharField(max_length=12, choices=RequestStatus, default=RequestStatus.QUEUED)
+    upstream_status = models.CharField(max_length=40, blank=True)
+    upstream_task_id = models.CharField(max_length=200, blank=True, db_index=True)
+    upstream_token = models.ForeignKey(
+        UpstreamToken,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="image_requests",
+    )
+    result = models.JSONField(null=True, blank=True)
+    error_message = models.TextField(blank=True)
+    error_code = models.CharField(max_length=40, blank=True)
+    # A secret-free log of every upstream call, for the admin.
+    exchange = models.JSONField(default=list, blank=True)
+    counts_toward_quota = models.BooleanField(default=True)
+    poll_count = models.PositiveIntegerField(default=0)
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ImageRequestQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["user", "-created_at"])]
+        constraints = [
+            models.CheckConstraint(condition=_in_choices("action", options.Action), name="image_request_action_valid"),
+            models.CheckConstraint(condition=_in_choices("model", options.Model), name="image_request_model_valid"),
+            models.CheckConstraint(
+                condition=_in_choices("aspect_ratio", options.AspectRatio, blank=True),
+                name="image_request_aspect_ratio_valid",
+            ),
+            models.CheckConstraint(
+                condition=_in_choices("resolution", options.Resolution, blank=True),
+                name="image_request_resolution_valid",
+            ),
+            models.CheckConstraint(
+                condition=~Q(model=options.Model.NANO_BANANA_FAST) | Q(resolution=""),
+                name="image_request_fast_has_no_resolution",
+            ),
+            models.CheckConstraint(condition=Q(num_images=1), name="image_request_one_image"),
+            models.CheckConstraint(condition=_in_choices("status", RequestStatus), name="image_request_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.action} {self.prompt[:40]}"
+
+    def clean(self) -> None:
+        errors = options.option_errors(
+            prompt=self.prompt,
+            action=self.action,
+            model=self.model,
+            aspect_ratio=self.aspect_ratio,
+            resolution=self.resolution,
+            image_urls=self.image_urls,
+            num_images=self.num_images,
+            max_image_urls=settings.BANANAWEB_MAX_IMAGE_URLS,
+        )
+        if errors:
+            raise ValidationError(errors)
+
+    def upstream_payload(self) -> dict:
+        return options.upstream_payload(
+            prompt=self.prompt,
+            action=self.action,
+            model=self.model,
+            aspect_ratio=self.aspect_ratio,
+            resolution=self.resolution,
+            image_urls=self.image_urls,
+        )
+
+    @property
+    def in_flight(self) -> bool:
+        return self.status in self.IN_FLIGHT
+
+    @property
+    def elapsed(self) -> timedelta:
+        return (self.finished_at or timezone.now()) - self.created_at
+
+    @property
+    def time_to_result(self) -> timedelta | None:
+        return self.finished_at - self.created_at if self.finished_at else None
+
+    @property
+    def status_text(self) -> str:
+        """The status in plain words, as shown on the card."""
+        if self.status == self.Status.IN_PROGRESS and self.upstream_status:
+            if self.upstream_status == options.UpstreamStatus.COMPLETED:
+                return "Saving the image"
+            return f"In progress ({self.upstream_status})"
+        return self.get_status_display()
+
+
+def _image_path(image: "GeneratedImage", filename: str) -> str:
+    return f"images/{image.image_request.user_id}/{image.image_request_id}/{filename}"
+
+
+class GeneratedImage(models.Model):
+    image_request = models.ForeignKey(ImageRequest, on_delete=models.CASCADE, related_name="images")
+    position = models.PositiveSmallIntegerField(default=0)
+    source_url = models.URLField(max_length=2000, blank=True)
+    file = models.FileField(upload_to=_image_path)
+    thumbnail = models.FileField(upload_to=_image_path)
+    content_type = models.CharField(max_length=40)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    size_bytes = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["position", "pk"]
+
+    def __str__(self) -> str:
+        return f"Image {self.position} of request #{self.image_request_id}"

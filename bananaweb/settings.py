@@ -1,0 +1,182 @@
+"""bananaweb's settings: one module, read from the environment with safe dev defaults."""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("BANANAWEB_VAR_DIR", BASE_DIR / "var"))
+
+
+def env_bool(name: str, default: bool) -> bool:
+    return os.environ.get(name, str(default)).lower() in ("1", "true", "yes", "on")
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG and env_bool("BANANAWEB_REQUIRE_SECRET_KEY", False):
+        raise RuntimeError("SECRET_KEY must be set in production.")
+    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "bananaweb",
+    "bananaweb.gateway",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "django_tasks_db",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "bananaweb.urls"
+WSGI_APPLICATION = "bananaweb.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.csp",
+                "bananaweb.context_processors.upstream",
+            ],
+        },
+    },
+]
+
+if not os.environ.get("DATABASE_URL"):
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+# SQLite by default (WAL and immediate transactions, so the web server and the
+# task worker can write side by side); DATABASE_URL for PostgreSQL.
+DATABASES = {
+    "default": dj_database_url.config(conn_max_age=60, conn_health_checks=True)
+    if os.environ.get("DATABASE_URL")
+    else {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": VAR_DIR / "db.sqlite3",
+        "OPTIONS": {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "index"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
+# Media is never served as public files: images go through views that check ownership.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
+# No inline scripts or styles anywhere.
+SECURE_CSP = {
+    "default-src": ["'self'"],
+    "img-src": ["'self'", "data:"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "object-src": ["'none'"],
+    "base-uri": ["'none'"],
+    "frame-ancestors": ["'none'"],
+    "form-action": ["'self'"],
+}
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {"bananaweb": {"handlers": ["console"], "level": "INFO"}},
+}
+
+# --- The upstream -------------------------------------------------------------
+# A real upstream is configured with MOUNTSEA_BASE_URL. Only when it is not, and
+# MOUNTSEA_SIMULATOR_URL names the bundled simulator (as `make run` does), is the
+# simulator used; the pages then carry a "Simulated upstream" badge.
+MOUNTSEA_SIMULATOR_URL = os.environ.get("MOUNTSEA_SIMULATOR_URL", "").rstrip("/")
+MOUNTSEA_SIMULATED = bool(MOUNTSEA_SIMULATOR_URL) and not os.environ.get("MOUNTSEA_BASE_URL")
+MOUNTSEA_BASE_URL = (
+    MOUNTSEA_SIMULATOR_URL
+    if MOUNTSEA_SIMULATED
+    else os.environ.get("MOUNTSEA_BASE_URL", "https://api.mountsea.ai").rstrip("/")
+)
+MOUNTSEA_API_TOKEN = os.environ.get("MOUNTSEA_API_TOKEN", "")
+MOUNTSEA_CONNECT_TIMEOUT = float(os.environ.get("MOUNTSEA_CONNECT_TIMEOUT", 5))
+MOUNTSEA_READ_TIMEOUT = float(os.environ.get("MOUNTSEA_READ_TIMEOUT", 30))
+
+# --- The pipeline -------------------------------------------------------------
+BANANAWEB_MAX_IMAGE_URLS = int(os.environ.get("BANANAWEB_MAX_IMAGE_URLS", 8))
+BANANAWEB_POLL_FIRST_DELAY = float(os.environ.get("BANANAWEB_POLL_FIRST_DELAY", 3))
+BANANAWEB_POLL_MAX_DELAY = float(os.environ.get("BANANAWEB_POLL_MAX_DELAY", 15))
+BANANAWEB_POLL_DEADLINE = float(os.environ.get("BANANAWEB_POLL_DEADLINE", 15 * 60))
+BANANAWEB_FETCH_TIMEOUT = float(os.environ.get("BANANAWEB_FETCH_TIMEOUT", 20))
+BANANAWEB_THUMBNAIL_SIZE = 384
+BANANAWEB_HISTORY_PAGE_SIZE = 20
+BANANAWEB_DEFAULT_DAILY_QUOTA = int(os.environ.get("BANANAWEB_DEFAULT_DAILY_QUOTA", 50))
+BANANAWEB_SUBMIT_DEADLINE = float(os.environ.get("BANANAWEB_SUBMIT_DEADLINE", 10 * 60))
+BANANAWEB_TOKEN_RECHECK_DELAY = float(os.environ.get("BANANAWEB_TOKEN_RECHECK_DELAY", 5 * 60))
+
+# --- Secrets at rest ----------------------------------------------------------
+BANANAWEB_ENCRYPTION_KEYS = env_list("BANANAWEB_ENCRYPTION_KEYS")
+if not BANANAWEB_ENCRYPTION_KEYS and env_bool("BANANAWEB_REQUIRE_SECRET_KEY", False):
+    raise RuntimeError("BANANAWEB_ENCRYPTION_KEYS must be set in production.")

@@ -1,0 +1,18 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from bananaweb import views
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("requests/", views.request_create, name="request-create"),
+    path("requests/options/", views.request_options, name="request-options"),
+    path("requests/<int:pk>/", views.request_detail, name="request-detail"),
+    path("requests/<int:pk>/card/", views.request_card, name="request-card"),
+    path("requests/<int:pk>/resubmit/", views.request_resubmit, name="request-resubmit"),
+    path("requests/<int:pk>/images/<int:image_pk>/<str:variant>/", views.image_file, name="image-file"),
+    path("", include("bananaweb.gateway.urls")),
+    path("admin/usage/", include("bananaweb.dashboard_urls")),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,17 @@
+"""Test settings: the real ones, with tasks recorded instead of run, fast hashing and plain static files."""
+
+import tempfile
+
+from bananaweb.settings import *  # noqa: F403
+
+TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+MEDIA_ROOT = tempfile.mkdtemp(prefix="bananaweb-test-media-")
+MOUNTSEA_BASE_URL = "https://upstream.test"
+MOUNTSEA_API_TOKEN = "test-upstream-token"
+MOUNTSEA_SIMULATED = False
+BANANAWEB_POLL_FIRST_DELAY = 0
