@@ -333,8 +333,9 @@ def image_request_fetch_images(*, image_request_id: int) -> None:
         return
 
     stored: list[GeneratedImage] = []
-    try:
-        for position, ref in enumerate(refs):
+    problems: list[str] = []
+    for ref in refs:
+        try:
             content = ref.data
             if ref.url:
                 content = fetching.fetch(
@@ -344,17 +345,23 @@ def image_request_fetch_images(*, image_request_id: int) -> None:
                     trusted_origins=[_upstream_origin()],
                 ).content
             verified = images.verify_image(content, max_bytes=options.MAX_IMAGE_BYTES)
-            stored.append(_image_build(image_request, position, ref.url, verified))
-    except (fetching.FetchError, images.ImageInvalid) as exc:
-        for image in stored:
-            image.file.delete(save=False)
-            image.thumbnail.delete(save=False)
-        _finish(image_request, Status.FAILED, error_code="image_fetch",
-                message=f"The image was made but could not be saved: {exc}")
-        image_request.save()
-        return
+        except (fetching.FetchError, images.ImageInvalid) as exc:
+            # One odd URL in a pass-through result must not lose the images that did arrive.
+            problems.append(str(exc))
+            continue
+        stored.append(_image_build(image_request, len(stored), ref.url, verified))
 
     with transaction.atomic():
+        if problems:
+            image_request.exchange = [*image_request.exchange, {
+                "at": timezone.now().isoformat(timespec="seconds"), "call": "fetch_images",
+                "outcome": "Skipped", "message": " ".join(problems)[:2000],
+            }]
+        if not stored:
+            _finish(image_request, Status.FAILED, error_code="image_fetch",
+                    message=f"The image was made but could not be saved: {problems[0]}")
+            image_request.save()
+            return
         for image in stored:
             image.save()
         _finish(image_request, Status.COMPLETED)

@@ -3,6 +3,7 @@
 import io
 import json
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 import requests
@@ -12,7 +13,7 @@ from django.tasks import default_task_backend
 from django.utils import timezone
 from PIL import Image
 
-from bananaweb import services
+from bananaweb import fetching, services
 from bananaweb.models import ImageRequest, TokenAuditEntry, UpstreamToken, UserQuota
 from bananaweb.tasks import image_request_fetch_images_task, image_request_poll_task, image_request_submit_task
 from tests.factories import ImageRequestFactory, UpstreamTokenFactory
@@ -312,10 +313,6 @@ def test_completed_task_images_are_stored_with_thumbnails(user, upstream_token, 
         image_request_poll_task.call(image_request.pk)
     assert enqueued(image_request_fetch_images_task) == [[image_request.pk]]
 
-    from unittest import mock
-
-    from bananaweb import fetching
-
     fetched = fetching.Fetched(content=png_bytes((80, 40)), content_type="image/png", url=image_url)
     with mock.patch.object(fetching, "fetch", return_value=fetched) as fetch:
         image_request_fetch_images_task.call(image_request.pk)
@@ -354,3 +351,29 @@ def test_resubmit_copies_parameters(user, django_capture_on_commit_callbacks):
     new = services.image_request_resubmit(image_request=old)
     assert new.pk != old.pk
     assert (new.model, new.aspect_ratio, new.resolution, new.status) == ("nano-banana-2", "8:1", "4K", Status.QUEUED)
+
+
+def test_a_bad_extra_url_does_not_lose_the_good_image(user, upstream_token):
+    result = {"images": [{"url": "https://cdn.test/broken.png"}, {"url": "https://cdn.test/good.png"}]}
+    image_request = in_progress(user, upstream_token, upstream_status="completed", result=result)
+
+    def fake_fetch(url, **kwargs):
+        if "broken" in url:
+            raise fetching.FetchError("The image at https://cdn.test/broken.png is not an image.")
+        return fetching.Fetched(content=png_bytes(), content_type="image/png", url=url)
+
+    with mock.patch.object(fetching, "fetch", side_effect=fake_fetch):
+        image_request_fetch_images_task.call(image_request.pk)
+    image_request.refresh_from_db()
+    assert image_request.status == Status.COMPLETED
+    assert image_request.images.get().source_url == "https://cdn.test/good.png"
+    assert image_request.exchange[-1]["outcome"] == "Skipped"
+
+
+def test_no_fetchable_image_fails_with_the_reason(user, upstream_token):
+    image_request = in_progress(user, upstream_token, upstream_status="completed", result={"url": "https://cdn.test/x.png"})
+    with mock.patch.object(fetching, "fetch", side_effect=fetching.FetchError("The image at https://cdn.test/x.png is larger than 10 MB.")):
+        image_request_fetch_images_task.call(image_request.pk)
+    image_request.refresh_from_db()
+    assert image_request.status == Status.FAILED
+    assert "larger than 10 MB" in image_request.error_message
