@@ -39,9 +39,10 @@ class ImageRequestForm(forms.ModelForm):
         kwargs.setdefault("initial", {})
         kwargs["initial"].setdefault("action", action)
         super().__init__(*args, **kwargs)
-        self.action = action
+        self.kind = action
         self.fields["prompt"].widget.attrs.update(maxlength=options.PROMPT_MAX_LENGTH, required=True)
         self.fields["model"].choices = options.Model.choices
+        self.fields["model"].required = False  # the API's default applies
         spec = options.spec_for(self.chosen_model)
         self.fields["aspect_ratio"].widget.choices = [("", "Model default")] + [(r, r) for r in spec.aspect_ratios]
         self.fields["resolution"].widget.choices = [("", "Model default")] + [(r, r) for r in spec.resolutions]
@@ -60,4 +61,4 @@ class ImageRequestForm(forms.ModelForm):
         return value if value in options.MODELS else options.DEFAULT_MODEL
 
     def clean_action(self) -> str:
-        return self.action
+        return self.kind

@@ -7,6 +7,7 @@ from functools import partial
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import transaction
@@ -96,7 +97,7 @@ def image_request_create(*, user, data: dict, source: str = ImageRequest.Source.
     image_request.full_clean()
     with transaction.atomic():
         # Lock the user's row so two submissions can't both take the last request.
-        type(user).objects.select_for_update().filter(pk=user.pk).first()
+        get_user_model().objects.select_for_update().filter(pk=user.pk).first()
         usage = quota_usage(user=user)
         if usage.used >= usage.limit:
             raise QuotaExceeded(usage.limit, usage.resets_at)

@@ -26,7 +26,7 @@ def _forms(request: HtmxHttpRequest, bound: ImageRequestForm | None = None) -> d
         for action in options.Action.values
     }
     if bound is not None:
-        forms[bound.action] = bound
+        forms[bound.kind] = bound
     return {"generate_form": forms[options.Action.GENERATE], "edit_form": forms[options.Action.EDIT]}
 
 
@@ -73,7 +73,7 @@ def request_create(request: HtmxHttpRequest) -> HttpResponse:
             if not request.htmx:
                 return redirect("index")
             # The new card joins the history; the form comes back empty, keeping the model's choices.
-            fresh = ImageRequestForm(action=form.action, initial={
+            fresh = ImageRequestForm(action=form.kind, initial={
                 "model": form.cleaned_data["model"],
                 "aspect_ratio": form.cleaned_data["aspect_ratio"],
                 "resolution": form.cleaned_data["resolution"],
@@ -85,7 +85,7 @@ def request_create(request: HtmxHttpRequest) -> HttpResponse:
     context = {"form": form, "quota_error": quota_error}
     if request.htmx:
         response = render(request, "requests/index.html#request-form", context, status=422 if not quota_error else 429)
-        return reswap(retarget(response, f"#{form.action}-form"), "outerHTML")
+        return reswap(retarget(response, f"#{form.kind}-form"), "outerHTML")
     return render(request, "requests/index.html", _forms(request, form) | _history(request) | context,
                   status=422 if not quota_error else 429)
 

@@ -11,6 +11,7 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 MEDIA_ROOT = tempfile.mkdtemp(prefix="bananaweb-test-media-")
+STATIC_ROOT = tempfile.mkdtemp(prefix="bananaweb-test-static-")
 MOUNTSEA_BASE_URL = "https://upstream.test"
 MOUNTSEA_API_TOKEN = "test-upstream-token"
 MOUNTSEA_SIMULATED = False

@@ -57,8 +57,9 @@ def test_main_page_has_both_forms_with_api_field_names(client_logged_in):
     assert response.status_code == 200
     for label in ("Prompt", "Model", "Aspect ratio", "Resolution", "Image URLs"):
         assert f">{label}</label>" in html
-    for name in ("prompt", "model", "aspect_ratio", "resolution", "image_urls"):
+    for name in ("prompt", "model", "aspect_ratio", "image_urls"):
         assert f'name="{name}"' in html
+    assert "Nano Banana Fast has one resolution." in html  # the default model's resolution is fixed
     assert ">Generate</button>" in html and ">Edit</button>" in html
     assert "Nothing here yet" in html
 
