@@ -168,6 +168,19 @@ def _enqueue(task_name: str, image_request_id: int, *, delay: float = 0) -> None
     transaction.on_commit(partial(task.enqueue, image_request_id))
 
 
+def image_request_sweep_stale() -> int:
+    """Requests stuck in "Sending" (their worker died mid-call) become outcome-unknown, never resent."""
+    cutoff = timezone.now() - timedelta(
+        seconds=settings.MOUNTSEA_CONNECT_TIMEOUT + settings.MOUNTSEA_READ_TIMEOUT + 60
+    )
+    return ImageRequest.objects.filter(status=Status.SUBMITTING, created_at__lt=cutoff).update(
+        status=Status.UNKNOWN,
+        error_code="unknown_outcome",
+        error_message=UNKNOWN_OUTCOME_MESSAGE.format(reason="the worker stopped while sending it"),
+        finished_at=timezone.now(),
+    )
+
+
 def image_request_submit(*, image_request_id: int) -> None:
     """Send a saved request upstream, failing over between tokens; never resends an unknown outcome."""
     claimed = ImageRequest.objects.filter(pk=image_request_id, status=Status.QUEUED).update(

@@ -10,6 +10,7 @@ from bananaweb import services, tokens
 
 @task()
 def image_request_submit_task(image_request_id: int) -> None:
+    services.image_request_sweep_stale()
     services.image_request_submit(image_request_id=image_request_id)
 
 
