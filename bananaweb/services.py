@@ -190,7 +190,7 @@ def image_request_submit(*, image_request_id: int) -> None:
         return  # already sent, or being sent by another worker
     image_request = ImageRequest.objects.select_related("user").get(pk=image_request_id)
 
-    if image_request.image_urls and not image_request.submitted_at:
+    if image_request.image_urls:
         if problem := _check_image_urls(image_request):
             _finish(image_request, Status.FAILED, error_code="image_urls", message=problem)
             _release_quota(image_request)
@@ -216,6 +216,7 @@ def image_request_submit(*, image_request_id: int) -> None:
                 image_request.upstream_task_id = outcome.upstream_task_id
                 image_request.upstream_status = options.UpstreamStatus.PENDING
                 image_request.submitted_at = timezone.now()
+                image_request.error_message = ""  # a wait for a rate limit, now over
                 image_request.save()
                 _enqueue("image_request_poll_task", image_request.pk, delay=settings.BANANAWEB_POLL_FIRST_DELAY)
                 return
@@ -266,7 +267,6 @@ def image_request_submit(*, image_request_id: int) -> None:
         _finish(image_request, Status.FAILED, error_code="no_token", message=NO_TOKEN_MESSAGE)
     _release_quota(image_request)
     image_request.save()
-    return
 
 
 # --- Poll -----------------------------------------------------------------------
