@@ -40,7 +40,7 @@ test: venv
 	$(PY) -m pytest
 
 bench: venv
-	$(PY) -m pytest benchmarks -p no:randomly -q
+	$(PY) -m pytest tests/benchmarks -m bench -q -s
 
 clean:
 	rm -rf $(VENV) var

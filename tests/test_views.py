@@ -255,3 +255,11 @@ def test_image_of_another_request_cannot_be_reached_through_own_request(client_l
     theirs_image = make_image(ImageRequestFactory(user=other_user))
     response = client_logged_in.get(reverse("image-file", args=[mine.pk, theirs_image.pk, "full"]))
     assert response.status_code == 404
+
+
+def test_main_page_queries_do_not_grow_with_history(client_logged_in, user, django_assert_max_num_queries):
+    for image_request in ImageRequestFactory.create_batch(20, user=user, status=Status.COMPLETED):
+        make_image(image_request)
+    with django_assert_max_num_queries(10):
+        response = client_logged_in.get(reverse("index"))
+    assert response.content.decode().count('class="card card--completed"') == 20
