@@ -130,6 +130,8 @@ def option_errors(
     errors: dict[str, str] = {}
     if not isinstance(prompt, str) or not prompt.strip():
         errors["prompt"] = "Describe the image you want: the prompt can't be empty."
+    elif "\x00" in prompt:
+        errors["prompt"] = "The prompt contains a NUL character; remove it and try again."
     elif len(prompt) > PROMPT_MAX_LENGTH:
         errors["prompt"] = (
             f"The prompt is {len(prompt):,} characters long; "
@@ -168,7 +170,7 @@ def option_errors(
     urls = image_urls or []
     if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
         errors["image_urls"] = "Image URLs must be a list of web addresses."
-    elif bad := [u for u in urls if not is_http_url(u)]:
+    elif bad := [u for u in urls if not is_http_url(u) or "\x00" in u]:
         errors["image_urls"] = (
             f"“{bad[0]}” is not a web address: image URLs must start with "
             "http:// or https://."

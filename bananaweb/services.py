@@ -83,16 +83,20 @@ def image_request_create(*, user, data: dict, source: str = ImageRequest.Source.
     Raises ValidationError for bad input and QuotaExceeded when the user is out
     of requests for today; in both cases nothing is sent upstream.
     """
+    values = {name: data.get(name) for name in ("prompt", "action", "model", "aspect_ratio", "resolution", "image_urls")}
+    values["num_images"] = data.get("num_images", 1)
+    # The raw values first: the rules' own messages, before any coercion by model fields.
+    if errors := options.option_errors(**values, max_image_urls=settings.BANANAWEB_MAX_IMAGE_URLS):
+        raise ValidationError(errors)
     image_request = ImageRequest(
         user=user,
         source=source,
-        action=data.get("action") or "",
-        prompt=data.get("prompt") or "",
-        model=data.get("model") or options.DEFAULT_MODEL,
-        aspect_ratio=data.get("aspect_ratio") or "",
-        resolution=data.get("resolution") or "",
-        num_images=data.get("num_images", 1),
-        image_urls=list(data.get("image_urls") or []),
+        action=values["action"],
+        prompt=values["prompt"],
+        model=values["model"] or options.DEFAULT_MODEL,
+        aspect_ratio=values["aspect_ratio"] or "",
+        resolution=values["resolution"] or "",
+        image_urls=values["image_urls"] or [],
     )
     image_request.full_clean()
     with transaction.atomic():

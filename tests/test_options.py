@@ -119,3 +119,8 @@ def test_unknown_or_odd_model_is_an_error_not_a_crash(model):
 def test_odd_types_are_errors_not_crashes(field, value):
     values = {"prompt": "p", "action": "generate", "model": "nano-banana-2"} | {field: value}
     assert field in option_errors(**values)
+
+
+def test_nul_characters_are_refused():
+    assert "NUL" in option_errors(prompt="a\x00b", action="generate")["prompt"]
+    assert "image_urls" in option_errors(prompt="p", action="edit", image_urls=["https://a.test/\x00.png"])

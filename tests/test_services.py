@@ -377,3 +377,14 @@ def test_no_fetchable_image_fails_with_the_reason(user, upstream_token):
     image_request.refresh_from_db()
     assert image_request.status == Status.FAILED
     assert "larger than 10 MB" in image_request.error_message
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("num_images", 1.5), ("num_images", True), ("num_images", "1"), ("image_urls", 7), ("image_urls", "https://a.test/x.png")],
+)
+def test_create_checks_raw_values_before_any_coercion(user, field, value):
+    with pytest.raises(ValidationError) as exc:
+        services.image_request_create(user=user, data={"action": "edit", "prompt": "p", "image_urls": ["https://a.test/1.png"], field: value})
+    assert field in exc.value.message_dict
+    assert not ImageRequest.objects.exists()
