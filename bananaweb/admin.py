@@ -198,6 +198,9 @@ class ImageRequestAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False  # the history is the team's record (and the chargeback's)
+
     @admin.display(description="Prompt")
     def short_prompt(self, obj: ImageRequest) -> str:
         return obj.prompt[:60]

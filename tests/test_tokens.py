@@ -274,3 +274,11 @@ def test_secret_never_reaches_the_logs(user, caplog, django_capture_on_commit_ca
     assert SECRET not in everything
     assert "sk-other-secret-5555" not in everything
     assert "failing" in caplog.text  # the token is named, not shown
+
+
+def test_request_admin_is_read_only(admin_client):
+    image_request = ImageRequestFactory(user=UserFactory())
+    change = admin_client.get(reverse("admin:bananaweb_imagerequest_change", args=[image_request.pk])).content.decode()
+    assert 'name="_save"' not in change
+    assert admin_client.get(reverse("admin:bananaweb_imagerequest_delete", args=[image_request.pk])).status_code == 403
+    assert admin_client.get(reverse("admin:bananaweb_imagerequest_changelist") + "?q=banana").status_code == 200
