@@ -7,6 +7,8 @@ type, headers and body schema.
 import pytest
 import schemathesis
 from django.core.cache import cache
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from django.core.wsgi import get_wsgi_application
 from django.utils import timezone
 from hypothesis import HealthCheck, given
@@ -43,12 +45,26 @@ Status = ImageRequest.Status
 
 
 @pytest.fixture
-def gateway_schema(db, settings):
+def wsgi_app():
+    """The WSGI app without per-request connection closing, as Django's test client does it.
+
+    Otherwise request_finished closes the test's connection inside its transaction
+    (PostgreSQL; SQLite's in-memory database is never closed).
+    """
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield get_wsgi_application()
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def gateway_schema(db, settings, wsgi_app):
     # Room for every generated request, so generation gets past the quota and the rate limit.
     settings.BANANAWEB_DEFAULT_DAILY_QUOTA = 10_000
     settings.BANANAWEB_API_RATE_LIMIT = 10_000
     cache.clear()
-    return schemathesis.openapi.from_wsgi("/api/openapi.json", get_wsgi_application())
+    return schemathesis.openapi.from_wsgi("/api/openapi.json", wsgi_app)
 
 
 @pytest.mark.parametrize(("method", "path", "mode"), OPERATIONS)
