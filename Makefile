@@ -13,7 +13,7 @@ for c in "$${BANANAWEB_PYTHON:-}" python3.13 python3.12 python3 \
 done; exit 1
 endef
 
-.PHONY: help run test bench venv clean
+.PHONY: help run test bench venv browser clean
 
 help:
 	@echo "make run   - set up and run bananaweb with the bundled simulator (SQLite, local files)"
@@ -36,8 +36,31 @@ run: venv
 	$(PY) manage.py ensure_signin
 	$(PY) manage.py runstack
 
-test: venv
+test: venv browser
 	$(PY) -m pytest
+
+# What the browser tests need besides Python: Debian's Chromium (installed as root with
+# apt-get where it is missing) and axe-core from npm. Without them those tests skip, loudly.
+AXE_CORE_VERSION := 4.14.1
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing Debian's chromium for the browser tests"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	      || echo "!!! Chromium could not be installed: the browser tests will skip."; \
+	  else \
+	    echo "!!! No /usr/bin/chromium, and no root apt-get to install it: the browser tests will skip."; \
+	  fi; \
+	fi
+	@if ! grep -qs '"version": "$(AXE_CORE_VERSION)"' $(VENV)/npm/node_modules/axe-core/package.json; then \
+	  if command -v npm >/dev/null; then \
+	    echo "Installing axe-core $(AXE_CORE_VERSION) from npm for the browser tests"; \
+	    npm install --no-save --no-audit --no-fund --silent --prefix $(VENV)/npm axe-core@$(AXE_CORE_VERSION) \
+	      || echo "!!! axe-core could not be installed: the browser tests will skip."; \
+	  else \
+	    echo "!!! No npm to install axe-core: the browser tests will skip."; \
+	  fi; \
+	fi
 
 bench: venv
 	$(PY) -m pytest tests/benchmarks -m bench -q -s

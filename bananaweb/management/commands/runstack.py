@@ -24,8 +24,13 @@ class Command(BaseCommand):
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
         parser.add_argument("--simulator-port", type=int, default=int(os.environ.get("SIMULATOR_PORT", 8001)))
+        parser.add_argument(
+            "--server", choices=("runserver", "gunicorn"), default="runserver",
+            help="runserver (the default, for development) or gunicorn (as in production; run collectstatic first "
+                 "when DEBUG is off).",
+        )
 
-    def handle(self, *args, host: str, port: int, simulator_port: int, **options) -> None:
+    def handle(self, *args, host: str, port: int, simulator_port: int, server: str, **options) -> None:
         env = os.environ.copy()
         env.setdefault("DEBUG", "1")
         python = sys.executable
@@ -45,7 +50,13 @@ class Command(BaseCommand):
                 self._start("sim", [python, "-m", "bananaweb.simulator", "--host", "127.0.0.1", "--port", str(simulator_port)], env,
                             ready="Simulator listening")
             self._start("worker", [python, "manage.py", "db_worker", "--interval", "0.5"], env)
-            self._start("web", [python, "manage.py", "runserver", f"{host}:{port}", "--noreload"], env)
+            if server == "gunicorn":
+                # Threads, so a page load isn't queued behind the history's polling.
+                web = [python, "-m", "gunicorn", "bananaweb.wsgi", "--bind", f"{host}:{port}", "--threads", "4",
+                       "--access-logfile", "-"]
+            else:
+                web = [python, "manage.py", "runserver", f"{host}:{port}", "--noreload"]
+            self._start("web", web, env)
             shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
             self.stdout.write(self.style.SUCCESS(f"\nbananaweb is running at http://{shown_host}:{port}/  (Ctrl+C stops it)\n"))
             while all(child.poll() is None for child in self.children):
