@@ -92,7 +92,9 @@ def test_the_tokens_page_lists_own_tokens_only(client_logged_in, user, other_use
 
 
 def test_creating_a_token_shows_it_once_with_a_curl_example(client_logged_in, user):
-    response = client_logged_in.post(reverse("api-tokens"), {"name": "laptop"})
+    created = client_logged_in.post(reverse("api-tokens"), {"name": "laptop"})
+    assert created.status_code == 302  # reloading the page can't make a second token
+    response = client_logged_in.get(created.url)
 
     assert response.status_code == 200
     api_token = ApiToken.objects.get(user=user)

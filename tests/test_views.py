@@ -263,3 +263,12 @@ def test_main_page_queries_do_not_grow_with_history(client_logged_in, user, djan
     with django_assert_max_num_queries(10):
         response = client_logged_in.get(reverse("index"))
     assert response.content.decode().count('class="card card--completed"') == 20
+
+
+def test_pages_are_compressed_but_images_are_not(client_logged_in, user):
+    image_request = ImageRequestFactory(user=user, status=Status.COMPLETED)
+    image = make_image(image_request)
+    page = client_logged_in.get(reverse("index"), headers={"Accept-Encoding": "gzip"})
+    assert page["Content-Encoding"] == "gzip"
+    picture = client_logged_in.get(reverse("image-file", args=[image_request.pk, image.pk, "full"]), headers={"Accept-Encoding": "gzip"})
+    assert not picture.has_header("Content-Encoding")

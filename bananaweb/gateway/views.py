@@ -20,6 +20,7 @@ from bananaweb.gateway.models import ApiToken, GatewayTask
 from bananaweb.models import GeneratedImage
 
 MAX_DB_ID = 2**63 - 1
+NEW_TOKEN_SESSION_KEY = "gateway_new_api_token"
 JSON_TYPES = {"string": (str,), "number": (int, float), "array": (list,)}
 
 
@@ -135,12 +136,18 @@ def _tokens_page(request: HttpRequest, form: ApiTokenForm, *, status: int = 200,
 def api_tokens(request: HttpRequest) -> HttpResponse:
     """The user's tokens; a POST creates one and shows it, once."""
     if request.method != "POST":
-        return _tokens_page(request, ApiTokenForm())
+        shown = {}
+        if new := request.session.pop(NEW_TOKEN_SESSION_KEY, None):
+            pk, raw = new
+            shown = {"new_token": raw, "new_api_token": ApiToken.objects.for_user(request.user).filter(pk=pk).first()}
+        return _tokens_page(request, ApiTokenForm(), **shown)
     form = ApiTokenForm(request.POST)
     if not form.is_valid():
         return _tokens_page(request, form, status=422)
     api_token, raw = services.api_token_create(user=request.user, name=form.cleaned_data["name"])
-    return _tokens_page(request, ApiTokenForm(), new_token=raw, new_api_token=api_token)
+    # Shown once, after a redirect: reloading the page must not make another token.
+    request.session[NEW_TOKEN_SESSION_KEY] = [api_token.pk, raw]
+    return redirect("api-tokens")
 
 
 @require_POST
