@@ -103,7 +103,7 @@ def fetch(
                 )
                 raise FetchError(f"{shown} isn't {a_noun}: the server {described}.")
             too_large = FetchError(
-                f"The {noun} at {shown} is larger than {_size_text(max_bytes)}."
+                f"The {noun} at {shown} is larger than {size_text(max_bytes)}."
             )
             if _content_length(response) > max_bytes:
                 raise too_large
@@ -383,7 +383,8 @@ def _shown(url: str, limit: int = 200) -> str:
     return url if len(url) <= limit else url[: limit - 1] + "…"
 
 
-def _size_text(size: int) -> str:
+def size_text(size: int) -> str:
+    """A byte count for a sentence: \"10 MB\", \"1.5 KB\"."""
     mb = 1024 * 1024
     if size >= mb:
         return f"{size // mb} MB" if size % mb == 0 else f"{size / mb:.1f} MB"

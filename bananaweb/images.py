@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from bananaweb.fetching import size_text
+
 MAX_IMAGES = 16
 MAX_DEPTH = 16
 MAX_STRING_LENGTH = 15 * 1024 * 1024
@@ -260,7 +262,7 @@ def verify_image(content: bytes, *, max_bytes: int) -> VerifiedImage:
     if not content:
         raise ImageInvalid("The image is empty.")
     if len(content) > max_bytes:
-        raise ImageInvalid(f"The image is larger than {_size_text(max_bytes)}.")
+        raise ImageInvalid(f"The image is larger than {size_text(max_bytes)}.")
     try:
         with _opened(content) as image:
             image.verify()  # structure and checksums, without decoding pixels
@@ -330,11 +332,3 @@ def _opened(content: bytes) -> Iterator[Image.Image]:
             )
         yield image
 
-
-def _size_text(size: int) -> str:
-    mb = 1024 * 1024
-    if size >= mb:
-        return f"{size // mb} MB" if size % mb == 0 else f"{size / mb:.1f} MB"
-    if size >= 1024:
-        return f"{size // 1024} KB" if size % 1024 == 0 else f"{size / 1024:.1f} KB"
-    return f"{size} bytes"
