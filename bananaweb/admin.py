@@ -10,7 +10,9 @@ from django.db.models import QuerySet
 from django.http import FileResponse, HttpRequest
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from bananaweb import tokens
 from bananaweb.models import GeneratedImage, ImageRequest, TokenAuditEntry, UpstreamToken, UserQuota
@@ -35,12 +37,14 @@ class UpstreamTokenForm(forms.ModelForm):
         model = UpstreamToken
         fields = ["name", "secret", "is_active", "priority", "groups", "notes"]
 
+    @method_decorator(sensitive_variables("secret"))
     def clean_secret(self) -> str:
         secret = self.cleaned_data["secret"]
         if not secret and not self.instance.pk:
             raise forms.ValidationError("Paste the token: a new entry needs one.")
         return secret
 
+    @method_decorator(sensitive_variables("secret"))
     def save(self, commit: bool = True) -> UpstreamToken:
         if secret := self.cleaned_data.get("secret"):
             self.instance.set_secret(secret)
@@ -61,6 +65,10 @@ class UpstreamTokenAdmin(admin.ModelAdmin):
         ("Health", {"fields": ["state_display", "suspended_reason", "recheck_at", "cooldown_until", "last_error", "last_error_at", "last_used_at"]}),
         ("Usage and history", {"fields": ["usage", "created_by", "created_at", "updated_at", "audit_log"]}),
     ]
+
+    @method_decorator(sensitive_post_parameters("secret"))
+    def changeform_view(self, *args, **kwargs):
+        return super().changeform_view(*args, **kwargs)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).with_usage().prefetch_related("groups")

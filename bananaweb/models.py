@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from bananaweb import crypto, options
 
@@ -91,6 +92,7 @@ class UpstreamToken(models.Model):
     def __str__(self) -> str:
         return f"{self.name} (…{self.last4})"
 
+    @sensitive_variables("secret")
     def set_secret(self, secret: str) -> None:
         secret = secret.strip()
         if not secret:

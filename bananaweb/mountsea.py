@@ -23,6 +23,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 import urllib3.exceptions
+from django.views.decorators.debug import sensitive_variables
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from requests.exceptions import InvalidSchema, InvalidURL, MissingSchema
@@ -158,6 +159,7 @@ _session = _new_session()
 class _BearerAuth(AuthBase):
     # An auth object (rather than a plain header) also keeps requests from
     # replacing it with credentials from ~/.netrc.
+    @sensitive_variables("token")
     def __init__(self, token: str) -> None:
         self._token = token
 
@@ -173,6 +175,7 @@ class _BearerAuth(AuthBase):
 
 
 class MountseaClient:
+    @sensitive_variables("token")  # hidden on Django's error pages and reports
     def __init__(
         self,
         *,
@@ -486,6 +489,7 @@ _OUT_OF_CREDIT = re.compile(
 )
 
 
+@sensitive_variables("token")
 def client_for(token: str) -> MountseaClient:
     """A client for this token, configured from settings, on the shared session."""
     from django.conf import settings

@@ -282,3 +282,36 @@ def test_request_admin_is_read_only(admin_client):
     assert 'name="_save"' not in change
     assert admin_client.get(reverse("admin:bananaweb_imagerequest_delete", args=[image_request.pk])).status_code == 403
     assert admin_client.get(reverse("admin:bananaweb_imagerequest_changelist") + "?q=banana").status_code == 200
+
+
+# --- never on an error page ------------------------------------------------------------------
+
+
+def test_secret_is_hidden_in_error_reports_of_the_client(rf, settings):
+    import sys
+
+    from django.views.debug import ExceptionReporter
+
+    from bananaweb import mountsea
+
+    settings.DEBUG = True  # hidden on the developer's debug page as well
+    del settings.MOUNTSEA_BASE_URL  # fails inside client_for, with the token in its frame
+    try:
+        mountsea.client_for(SECRET)
+    except AttributeError:
+        report = ExceptionReporter(rf.get("/"), *sys.exc_info()).get_traceback_html()
+    assert "client_for" in report
+    assert SECRET not in report
+
+
+def test_secret_is_hidden_on_the_debug_page_of_the_token_form(admin_client, settings):
+    from unittest import mock
+
+    settings.DEBUG = True
+    admin_client.raise_request_exception = False
+    with mock.patch.object(UpstreamToken, "save", side_effect=RuntimeError("database on fire")):
+        response = admin_client.post(reverse("admin:bananaweb_upstreamtoken_add"),
+                                     {"name": "x", "secret": SECRET, "is_active": "on", "priority": "0"})
+    assert response.status_code == 500
+    assert "database on fire" in response.content.decode()
+    assert SECRET not in response.content.decode()
