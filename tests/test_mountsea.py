@@ -704,6 +704,17 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
+def read_whole_request(conn: socket.socket) -> None:
+    # All of it: closing with unread bytes sends a reset, which would race the answer.
+    data = b""
+    while b"\r\n\r\n" not in data and (chunk := conn.recv(65536)):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = re.search(rb"(?i)content-length: *(\d+)", head)
+    while length and len(body) < int(length.group(1)) and (chunk := conn.recv(65536)):
+        body += chunk
+
+
 @pytest.fixture
 def serve_once():
     """Serve one connection on 127.0.0.1: read the request, then `handler(conn)`."""
@@ -716,7 +727,7 @@ def serve_once():
         def run():
             conn, _ = listener.accept()
             with conn:
-                conn.recv(65536)
+                read_whole_request(conn)
                 handler(conn)
 
         threading.Thread(target=run, daemon=True).start()
