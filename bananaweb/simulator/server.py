@@ -39,13 +39,7 @@ def body_errors(body: object) -> dict[str, str]:
     """Every rule a generate request body breaks, in option_errors' words."""
     if not isinstance(body, dict):
         return {"body": "The request body must be a JSON object."}
-    values = {name: body[name] for name in OPTION_FIELDS if name in body}
-    model = values.get("model")
-    if model and not (isinstance(model, str) and model in options.MODELS):
-        # option_errors words some messages with the model's label, which only a
-        # known model has; for an unknown one, the model error is the one that counts.
-        values.update(model=str(model), aspect_ratio=None, resolution=None)
-    return options.option_errors(**values)
+    return options.option_errors(**{name: body[name] for name in OPTION_FIELDS if name in body})
 
 
 def token_problem(
