@@ -120,18 +120,19 @@ def image_request_resubmit(*, image_request: ImageRequest) -> ImageRequest:
 # --- Submit ---------------------------------------------------------------------
 
 
+def _log(image_request: ImageRequest, call: str, outcome: str, message: str, **details) -> None:
+    """Add a step to the request's secret-free record, shown in the admin."""
+    entry = {"at": timezone.now().isoformat(timespec="seconds"), "call": call, "outcome": outcome, "message": message}
+    image_request.exchange = [*image_request.exchange, entry | details]
+
+
 def _log_exchange(image_request: ImageRequest, call: str, outcome: mountsea.Outcome, token=None) -> None:
-    entry = {
-        "at": timezone.now().isoformat(timespec="seconds"),
-        "call": call,
-        "outcome": type(outcome).__name__,
-        "message": outcome.message,
-    }
+    details = {}
     if token is not None:
-        entry["token"] = token.name
+        details["token"] = token.name
     if status_code := getattr(outcome, "status_code", None):
-        entry["http_status"] = status_code
-    image_request.exchange = [*image_request.exchange, entry]
+        details["http_status"] = status_code
+    _log(image_request, call, type(outcome).__name__, outcome.message, **details)
 
 
 def _finish(image_request: ImageRequest, status: str, *, error_code: str = "", message: str = "") -> None:
@@ -146,17 +147,21 @@ def _upstream_origin() -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def _fetch_image(url: str) -> bytes:
+    """An image from outside, bounded; only the configured upstream may be on a private address."""
+    return fetching.fetch(
+        url,
+        max_bytes=options.MAX_IMAGE_BYTES,
+        timeout=settings.BANANAWEB_FETCH_TIMEOUT,
+        trusted_origins=[_upstream_origin()],
+    ).content
+
+
 def _check_image_urls(image_request: ImageRequest) -> str:
     """Why an image URL can't be used (a sentence), or "" when all can: checked before paying."""
     for index, url in enumerate(image_request.image_urls, start=1):
         try:
-            fetched = fetching.fetch(
-                url,
-                max_bytes=options.MAX_IMAGE_BYTES,
-                timeout=settings.BANANAWEB_FETCH_TIMEOUT,
-                trusted_origins=[_upstream_origin()],
-            )
-            images.verify_image(fetched.content, max_bytes=options.MAX_IMAGE_BYTES)
+            images.verify_image(_fetch_image(url), max_bytes=options.MAX_IMAGE_BYTES)
         except (fetching.FetchError, images.ImageInvalid) as exc:
             return f"Image URL {index} can't be used: {exc}"
     return ""
@@ -354,14 +359,7 @@ def image_request_fetch_images(*, image_request_id: int) -> None:
     problems: list[str] = []
     for ref in refs:
         try:
-            content = ref.data
-            if ref.url:
-                content = fetching.fetch(
-                    ref.url,
-                    max_bytes=options.MAX_IMAGE_BYTES,
-                    timeout=settings.BANANAWEB_FETCH_TIMEOUT,
-                    trusted_origins=[_upstream_origin()],
-                ).content
+            content = _fetch_image(ref.url) if ref.url else ref.data
             verified = images.verify_image(content, max_bytes=options.MAX_IMAGE_BYTES)
         except (fetching.FetchError, images.ImageInvalid) as exc:
             # One odd URL in a pass-through result must not lose the images that did arrive.
@@ -371,10 +369,7 @@ def image_request_fetch_images(*, image_request_id: int) -> None:
 
     with transaction.atomic():
         if problems:
-            image_request.exchange = [*image_request.exchange, {
-                "at": timezone.now().isoformat(timespec="seconds"), "call": "fetch_images",
-                "outcome": "Skipped", "message": " ".join(problems)[:2000],
-            }]
+            _log(image_request, "fetch_images", "Skipped", " ".join(problems)[:2000])
         if not stored:
             _finish(image_request, Status.FAILED, error_code="image_fetch",
                     message=f"The image was made but could not be saved: {problems[0]}")
