@@ -176,6 +176,9 @@ BANANAWEB_FETCH_TIMEOUT = float(os.environ.get("BANANAWEB_FETCH_TIMEOUT", 20))
 BANANAWEB_THUMBNAIL_SIZE = 384
 BANANAWEB_HISTORY_PAGE_SIZE = 20
 BANANAWEB_DEFAULT_DAILY_QUOTA = int(os.environ.get("BANANAWEB_DEFAULT_DAILY_QUOTA", 50))
+# Gateway API requests per personal token per minute (counted in the cache, per process
+# with the default local-memory cache).
+BANANAWEB_API_RATE_LIMIT = int(os.environ.get("BANANAWEB_API_RATE_LIMIT", 60))
 BANANAWEB_SUBMIT_DEADLINE = float(os.environ.get("BANANAWEB_SUBMIT_DEADLINE", 10 * 60))
 BANANAWEB_TOKEN_RECHECK_DELAY = float(os.environ.get("BANANAWEB_TOKEN_RECHECK_DELAY", 5 * 60))
 

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from bananaweb import services
 from bananaweb.gateway import results
 from bananaweb.gateway.models import GatewayTask
 from bananaweb.models import ImageRequest
@@ -65,7 +66,9 @@ def test_in_flight_task_has_no_result_and_no_finish(status):
 
 def test_unknown_outcome_fails_saying_it_was_not_resent():
     body = results.task_result(
-        task(Status.UNKNOWN, error_code="unknown_outcome", error_message="x", finished_at=FINISHED), image_url=str
+        task(Status.UNKNOWN, error_code="unknown_outcome", finished_at=FINISHED,
+             error_message=services.UNKNOWN_OUTCOME_MESSAGE.format(reason="no answer within 30 seconds")),
+        image_url=str,
     )
     assert body["status"] == "failed"
     assert "not resent" in body["errorMessage"]

@@ -18,7 +18,6 @@ from bananaweb.gateway.models import ApiToken
 MAX_BODY_BYTES = 64 * 1024
 Auth = Literal["token", "token_or_session", "public"]
 RATE_WINDOW_SECONDS = 60
-DEFAULT_RATE_LIMIT = 60  # requests per token per minute; settings.BANANAWEB_API_RATE_LIMIT
 
 
 class ApiRequest(HttpRequest):
@@ -72,7 +71,7 @@ def authenticate(request: HttpRequest, *, auth: Auth) -> ApiToken | None:
 
 def check_rate_limit(api_token: ApiToken) -> None:
     """A fixed one-minute window per token, counted in the cache."""
-    limit = getattr(settings, "BANANAWEB_API_RATE_LIMIT", DEFAULT_RATE_LIMIT)
+    limit = settings.BANANAWEB_API_RATE_LIMIT
     now = time.time()
     window = int(now // RATE_WINDOW_SECONDS)
     key = f"gateway:rate:{api_token.pk}:{window}"

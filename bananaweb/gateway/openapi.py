@@ -5,8 +5,8 @@ import mimetypes
 from django.conf import settings
 
 from bananaweb import images, options
-from bananaweb.gateway.auth import DEFAULT_RATE_LIMIT, MAX_BODY_BYTES
-from bananaweb.gateway.results import ERROR_CODES, UNKNOWN_OUTCOME_MESSAGE
+from bananaweb.gateway.auth import MAX_BODY_BYTES
+from bananaweb.gateway.results import ERROR_CODES
 
 # Paths relative to the base URL, as in the upstream contract: a script swaps
 # https://api.mountsea.ai for <bananaweb>/api and keeps its paths.
@@ -116,8 +116,9 @@ def _schemas() -> dict:
                 "result": {**_ref("TaskImages"), "nullable": True},
                 "errorMessage": {
                     "type": "string",
-                    "description": "Why it failed. A request whose outcome is unknown reports failed: "
-                    + UNKNOWN_OUTCOME_MESSAGE,
+                    "description": "Why it failed, in plain words. A request whose outcome is unknown "
+                    "(sent, no usable answer) reports failed with errorCode "
+                    f"{ERROR_CODES['unknown_outcome']}; it is never resent, so it is never charged twice.",
                 },
                 "errorCode": {
                     "type": "integer",
@@ -195,7 +196,7 @@ def _responses() -> dict:
         },
         "TooManyRequests": {
             "description": "Over the daily quota (shared with the web UI) or the per-token rate limit "
-            f"({getattr(settings, 'BANANAWEB_API_RATE_LIMIT', DEFAULT_RATE_LIMIT)} requests a minute)",
+            f"({settings.BANANAWEB_API_RATE_LIMIT} requests a minute)",
             "headers": retry_after,
             "content": _json(_ref("Error")),
         },

@@ -10,12 +10,6 @@ from bananaweb.options import TERMINAL_STATUSES, UpstreamStatus
 # The upstream's in-flight statuses, passed through while bananaweb waits on it.
 IN_FLIGHT_STATUSES = frozenset(UpstreamStatus.values) - TERMINAL_STATUSES
 
-UNKNOWN_OUTCOME_MESSAGE = (
-    "bananaweb sent this request but got no usable answer, so it can't tell whether the "
-    "image service accepted it. It was not resent, so you are never charged twice; "
-    "submit it again if you still want the image."
-)
-
 # ImageRequest.error_code -> the number in errorCode. HTTP-like, so scripts can
 # tell their own mistakes (4xx) from the service's (5xx).
 ERROR_CODES: dict[str, int] = {
@@ -85,10 +79,8 @@ def task_result(
                 for image in image_request.images.all()
             ]
         }
-    if image_request.status == RequestStatus.UNKNOWN:
-        body["errorMessage"] = UNKNOWN_OUTCOME_MESSAGE
-        body["errorCode"] = ERROR_CODES["unknown_outcome"]
-    elif image_request.status == RequestStatus.FAILED:
+    # An unknown outcome is stored as a failure with its own code and explanation.
+    if image_request.status in (RequestStatus.FAILED, RequestStatus.UNKNOWN):
         body["errorMessage"] = image_request.error_message or "The request failed."
         body["errorCode"] = ERROR_CODES.get(image_request.error_code, DEFAULT_ERROR_CODE)
     if image_request.finished_at:
