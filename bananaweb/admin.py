@@ -14,7 +14,7 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
-from bananaweb import tokens
+from bananaweb import mountsea, tokens
 from bananaweb.models import GeneratedImage, ImageRequest, TokenAuditEntry, UpstreamToken, UserQuota
 
 admin.site.site_header = "bananaweb admin"
@@ -157,7 +157,7 @@ class UpstreamTokenAdmin(admin.ModelAdmin):
     def check_now(self, request: HttpRequest, queryset: QuerySet) -> None:
         for token in queryset:
             outcome = tokens.token_check(token=token, actor=request.user)
-            level = messages.SUCCESS if outcome.__class__.__name__ == "TokenOk" else messages.WARNING
+            level = messages.SUCCESS if isinstance(outcome, mountsea.TokenOk) else messages.WARNING
             self.message_user(request, f"{token.name}: {outcome.message}", level)
 
 
