@@ -121,9 +121,8 @@ class Server(ThreadingHTTPServer):
         pass  # clients hanging up early is what several tests are about
 
 
-@pytest.fixture(scope="module")
-def running_server():
-    httpd = Server(("127.0.0.1", 0), Handler)
+def serving(httpd: ThreadingHTTPServer):
+    """Serve in a thread for a fixture's lifetime, then shut down."""
     thread = threading.Thread(
         target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     )
@@ -131,6 +130,11 @@ def running_server():
     yield httpd
     httpd.shutdown()
     httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def running_server():
+    yield from serving(Server(("127.0.0.1", 0), Handler))
 
 
 @pytest.fixture(scope="module")
@@ -173,13 +177,7 @@ def running_tls_server(tmp_path_factory):
     )
     httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
     httpd.ca_file = str(directory / "cert.pem")
-    thread = threading.Thread(
-        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    yield from serving(httpd)
 
 
 @pytest.fixture
