@@ -13,11 +13,12 @@ for c in "$${BANANAWEB_PYTHON:-}" python3.13 python3.12 python3 \
 done; exit 1
 endef
 
-.PHONY: help run test bench venv browser clean
+.PHONY: help run test lint bench venv browser clean
 
 help:
 	@echo "make run   - set up and run bananaweb with the bundled simulator (SQLite, local files)"
 	@echo "make test  - set up and run every test"
+	@echo "make lint  - check style (ruff) and the import contracts (import-linter, in pyproject.toml)"
 	@echo "make bench - run the benchmarks"
 
 $(PY):
@@ -61,6 +62,14 @@ browser:
 	    echo "!!! No npm to install axe-core: the browser tests will skip."; \
 	  fi; \
 	fi
+
+# All three run, so one pass reports every problem; `ruff format .` and `ruff check --fix .` fix most.
+lint: venv
+	@status=0; \
+	$(VENV)/bin/ruff check . || status=1; \
+	$(VENV)/bin/ruff format --check . || status=1; \
+	$(VENV)/bin/lint-imports --no-logo || status=1; \
+	exit $$status
 
 bench: venv
 	$(PY) -m pytest tests/benchmarks -m bench -q -s

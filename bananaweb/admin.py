@@ -14,8 +14,16 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
-from bananaweb import mountsea, tokens
-from bananaweb.models import GeneratedImage, ImageRequest, TokenAuditEntry, UpstreamToken, UserQuota
+from bananaweb import services, tokens
+from bananaweb.models import (
+    GeneratedImage,
+    ImageRequest,
+    TokenAuditEntry,
+    TokenEvent,
+    TokenState,
+    UpstreamToken,
+    UserQuota,
+)
 
 admin.site.site_header = "bananaweb admin"
 admin.site.site_title = "bananaweb admin"
@@ -44,26 +52,82 @@ class UpstreamTokenForm(forms.ModelForm):
             raise forms.ValidationError("Paste the token: a new entry needs one.")
         return secret
 
-    @method_decorator(sensitive_variables("secret"))
-    def save(self, commit: bool = True) -> UpstreamToken:
-        if secret := self.cleaned_data.get("secret"):
-            self.instance.set_secret(secret)
-        return super().save(commit)
-
 
 @admin.register(UpstreamToken)
 class UpstreamTokenAdmin(admin.ModelAdmin):
     form = UpstreamTokenForm
-    list_display = ["name", "masked_secret", "state_display", "priority", "group_list", "uses_today", "uses_total", "last_used_at", "short_error"]
+    list_display = [
+        "name",
+        "masked_secret",
+        "state_display",
+        "priority",
+        "group_list",
+        "uses_today",
+        "uses_total",
+        "last_used_at",
+        "short_error",
+    ]
     list_filter = ["is_active", "groups"]
     search_fields = ["name", "notes"]
     actions = ["enable", "disable", "check_now"]
-    readonly_fields = ["masked_secret", "state_display", "created_by", "created_at", "updated_at", "last_used_at",
-                       "last_error", "last_error_at", "suspended_reason", "recheck_at", "cooldown_until", "usage", "audit_log"]
+    readonly_fields = [
+        "masked_secret",
+        "state_display",
+        "created_by",
+        "created_at",
+        "updated_at",
+        "last_used_at",
+        "last_error",
+        "last_error_at",
+        "suspended_reason",
+        "recheck_at",
+        "cooldown_until",
+        "last_check",
+        "usage",
+        "audit_log",
+    ]
     fieldsets = [
-        (None, {"fields": ["name", "secret", "masked_secret", "is_active", "priority", "groups", "notes"]}),
-        ("Health", {"fields": ["state_display", "suspended_reason", "recheck_at", "cooldown_until", "last_error", "last_error_at", "last_used_at"]}),
-        ("Usage and history", {"fields": ["usage", "created_by", "created_at", "updated_at", "audit_log"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "name",
+                    "secret",
+                    "masked_secret",
+                    "is_active",
+                    "priority",
+                    "groups",
+                    "notes",
+                ]
+            },
+        ),
+        (
+            "Health",
+            {
+                "fields": [
+                    "state_display",
+                    "last_check",
+                    "suspended_reason",
+                    "recheck_at",
+                    "cooldown_until",
+                    "last_error",
+                    "last_error_at",
+                    "last_used_at",
+                ]
+            },
+        ),
+        (
+            "Usage and history",
+            {
+                "fields": [
+                    "usage",
+                    "created_by",
+                    "created_at",
+                    "updated_at",
+                    "audit_log",
+                ]
+            },
+        ),
     ]
 
     @method_decorator(sensitive_post_parameters("secret"))
@@ -79,9 +143,9 @@ class UpstreamTokenAdmin(admin.ModelAdmin):
 
     @admin.display(description="State")
     def state_display(self, obj: UpstreamToken) -> str:
-        if obj.state == "suspended":
+        if obj.state == TokenState.SUSPENDED:
             return f"Out of rotation: {obj.suspended_reason}"
-        if obj.state == "cooling down":
+        if obj.state == TokenState.COOLING_DOWN:
             return f"Cooling down until {obj.cooldown_until:%H:%M:%S}"
         return obj.state.capitalize()
 
@@ -99,7 +163,25 @@ class UpstreamTokenAdmin(admin.ModelAdmin):
 
     @admin.display(description="Last error")
     def short_error(self, obj: UpstreamToken) -> str:
-        return (obj.last_error[:80] + "…") if len(obj.last_error) > 80 else obj.last_error
+        return (
+            (obj.last_error[:80] + "…") if len(obj.last_error) > 80 else obj.last_error
+        )
+
+    @admin.display(description="Last check")
+    def last_check(self, obj: UpstreamToken) -> str:
+        """The newest "Check now" answer, or that one is waiting for the worker."""
+        events = (TokenEvent.CHECK_REQUESTED, TokenEvent.CHECKED)
+        entry = (
+            obj.audit_entries.filter(event__in=events).select_related("actor").first()
+        )
+        if entry is None:
+            return "Never checked"
+        if entry.event == TokenEvent.CHECK_REQUESTED:
+            return (
+                f"Requested by {entry.actor or 'bananaweb'} at {entry.at:%H:%M:%S}; "
+                "waiting for the task worker. Reload this page to see the answer."
+            )
+        return f"{entry.at:%Y-%m-%d %H:%M:%S}: {entry.detail}"
 
     @admin.display(description="Usage")
     def usage(self, obj: UpstreamToken) -> str:
@@ -113,52 +195,69 @@ class UpstreamTokenAdmin(admin.ModelAdmin):
         return format_html(
             "<ul class='audit'>{}</ul>",
             format_html_join(
-                "", "<li>{} · {} · {}{}</li>",
-                ((f"{e.at:%Y-%m-%d %H:%M}", e.actor or "bananaweb", e.event,
-                  f" ({', '.join(e.fields)})" if e.fields else "") for e in entries),
+                "",
+                "<li>{} · {} · {}{}</li>",
+                (
+                    (
+                        f"{e.at:%Y-%m-%d %H:%M}",
+                        e.actor or "bananaweb",
+                        e.event,
+                        f" ({', '.join(e.fields)})" if e.fields else "",
+                    )
+                    for e in entries
+                ),
             ),
         )
 
-    def save_model(self, request: HttpRequest, obj: UpstreamToken, form: UpstreamTokenForm, change: bool) -> None:
-        if not change:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
-        fields = [name for name in form.changed_data if name != "secret" or form.cleaned_data.get("secret")]
-        if fields or not change:
-            TokenAuditEntry.objects.create(
-                token=obj, token_name=obj.name, actor=request.user,
-                event="changed" if change else "created", fields=sorted(fields),
-            )
+    def save_model(
+        self,
+        request: HttpRequest,
+        obj: UpstreamToken,
+        form: UpstreamTokenForm,
+        change: bool,
+    ) -> None:
+        tokens.token_save(
+            token=obj,
+            secret=form.cleaned_data.get("secret", ""),
+            changed=form.changed_data,
+            actor=request.user,
+        )
 
     def delete_model(self, request: HttpRequest, obj: UpstreamToken) -> None:
-        TokenAuditEntry.objects.create(token=obj, token_name=obj.name, actor=request.user, event="deleted")
-        super().delete_model(request, obj)
+        tokens.token_delete(token=obj, actor=request.user)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        for obj in queryset:
-            TokenAuditEntry.objects.create(token=obj, token_name=obj.name, actor=request.user, event="deleted")
-        super().delete_queryset(request, queryset)
+        for token in queryset:
+            tokens.token_delete(token=token, actor=request.user)
 
     @admin.action(description="Enable selected tokens (back into rotation)")
     def enable(self, request: HttpRequest, queryset: QuerySet) -> None:
         for token in queryset:
-            UpstreamToken.objects.filter(pk=token.pk).update(is_active=True, suspended_reason="", cooldown_until=None, recheck_at=None)
-            TokenAuditEntry.objects.create(token=token, token_name=token.name, actor=request.user, event="enabled", fields=["is_active"])
-        self.message_user(request, f"Enabled {queryset.count()} token(s).", messages.SUCCESS)
+            tokens.token_enable(token=token, actor=request.user)
+        self.message_user(
+            request, f"Enabled {queryset.count()} token(s).", messages.SUCCESS
+        )
 
     @admin.action(description="Disable selected tokens")
     def disable(self, request: HttpRequest, queryset: QuerySet) -> None:
         for token in queryset:
-            UpstreamToken.objects.filter(pk=token.pk).update(is_active=False)
-            TokenAuditEntry.objects.create(token=token, token_name=token.name, actor=request.user, event="disabled", fields=["is_active"])
-        self.message_user(request, f"Disabled {queryset.count()} token(s).", messages.SUCCESS)
+            tokens.token_disable(token=token, actor=request.user)
+        self.message_user(
+            request, f"Disabled {queryset.count()} token(s).", messages.SUCCESS
+        )
 
-    @admin.action(description="Check now (a free authenticated call)")
+    @admin.action(
+        description="Check now (a free authenticated call, in the background)"
+    )
     def check_now(self, request: HttpRequest, queryset: QuerySet) -> None:
         for token in queryset:
-            outcome = tokens.token_check(token=token, actor=request.user)
-            level = messages.SUCCESS if isinstance(outcome, mountsea.TokenOk) else messages.WARNING
-            self.message_user(request, f"{token.name}: {outcome.message}", level)
+            services.upstream_token_check(token=token, actor=request.user)
+        self.message_user(
+            request,
+            f"Checking {queryset.count()} token(s) in the background: "
+            "each token's page shows the answer under Health › Last check.",
+            messages.INFO,
+        )
 
 
 @admin.register(TokenAuditEntry)
@@ -186,19 +285,69 @@ class TokenAuditEntryAdmin(admin.ModelAdmin):
 
 @admin.register(ImageRequest)
 class ImageRequestAdmin(admin.ModelAdmin):
-    list_display = ["pk", "created_at", "user", "action", "model", "status", "upstream_token", "short_prompt", "upstream_task_id"]
-    list_filter = ["status", "model", "action", "source", ("created_at", admin.DateFieldListFilter), "user"]
+    list_display = [
+        "pk",
+        "created_at",
+        "user",
+        "action",
+        "model",
+        "status",
+        "upstream_token",
+        "short_prompt",
+        "upstream_task_id",
+    ]
+    list_filter = [
+        "status",
+        "model",
+        "action",
+        "source",
+        ("created_at", admin.DateFieldListFilter),
+        "user",
+    ]
     search_fields = ["prompt", "upstream_task_id"]
     list_select_related = ["user", "upstream_token"]
     date_hierarchy = "created_at"
     fieldsets = [
-        ("Parameters", {"fields": ["user", "source", "action", "prompt", "model", "aspect_ratio", "resolution", "num_images", "image_urls"]}),
-        ("Outcome", {"fields": ["status", "upstream_status", "upstream_task_id", "upstream_token", "error_code", "error_message",
-                                "counts_toward_quota", "created_at", "submitted_at", "finished_at", "poll_count"]}),
+        (
+            "Parameters",
+            {
+                "fields": [
+                    "user",
+                    "source",
+                    "action",
+                    "prompt",
+                    "model",
+                    "aspect_ratio",
+                    "resolution",
+                    "num_images",
+                    "image_urls",
+                ]
+            },
+        ),
+        (
+            "Outcome",
+            {
+                "fields": [
+                    "status",
+                    "upstream_status",
+                    "upstream_task_id",
+                    "upstream_token",
+                    "error_code",
+                    "error_message",
+                    "counts_toward_quota",
+                    "created_at",
+                    "submitted_at",
+                    "finished_at",
+                    "poll_count",
+                ]
+            },
+        ),
         ("Upstream exchange", {"fields": ["exchange_table", "result_json"]}),
         ("Images", {"fields": ["image_list"]}),
     ]
-    readonly_fields = [field for fieldset in fieldsets for field in fieldset[1]["fields"]]
+    readonly_fields = [
+        field for fieldset in fieldsets for field in fieldset[1]["fields"]
+    ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -219,10 +368,21 @@ class ImageRequestAdmin(admin.ModelAdmin):
             return "—"
         return format_html(
             "<table><tr><th>At</th><th>Call</th><th>Token</th><th>HTTP</th><th>Outcome</th><th>Message</th></tr>{}</table>",
-            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
-                (e.get("at"), e.get("call"), e.get("token", ""), e.get("http_status", ""), e.get("outcome"), e.get("message"))
-                for e in obj.exchange
-            )),
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                (
+                    (
+                        e.get("at"),
+                        e.get("call"),
+                        e.get("token", ""),
+                        e.get("http_status", ""),
+                        e.get("outcome"),
+                        e.get("message"),
+                    )
+                    for e in obj.exchange
+                ),
+            ),
         )
 
     @admin.display(description="Upstream result")
@@ -233,13 +393,29 @@ class ImageRequestAdmin(admin.ModelAdmin):
 
     @admin.display(description="Images")
     def image_list(self, obj: ImageRequest) -> str:
-        return format_html_join("", "<a href='{0}'><img src='{0}' alt='' width='240'></a> {1}×{2}<br>", (
-            (reverse("admin:bananaweb_image_file", args=[image.pk]), image.width, image.height) for image in obj.images.all()
-        )) or "—"
+        return (
+            format_html_join(
+                "",
+                "<a href='{0}'><img src='{0}' alt='' width='240'></a> {1}×{2}<br>",
+                (
+                    (
+                        reverse("admin:bananaweb_image_file", args=[image.pk]),
+                        image.width,
+                        image.height,
+                    )
+                    for image in obj.images.all()
+                ),
+            )
+            or "—"
+        )
 
     def get_urls(self):
         return [
-            path("image/<int:image_pk>/", self.admin_site.admin_view(self.image_file), name="bananaweb_image_file"),
+            path(
+                "image/<int:image_pk>/",
+                self.admin_site.admin_view(self.image_file),
+                name="bananaweb_image_file",
+            ),
             *super().get_urls(),
         ]
 
@@ -264,4 +440,3 @@ admin.site.unregister(User)
 @admin.register(User)
 class BananawebUserAdmin(UserAdmin):
     inlines = [*UserAdmin.inlines, UserQuotaInline]
-

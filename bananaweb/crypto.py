@@ -25,7 +25,9 @@ def _fernet() -> MultiFernet:
     if not keys:
         # Development only (settings refuse this in production): a key derived
         # from SECRET_KEY, so `make run` needs no extra setup.
-        digest = hashlib.sha256(b"bananaweb-token-key:" + settings.SECRET_KEY.encode()).digest()
+        digest = hashlib.sha256(
+            b"bananaweb-token-key:" + settings.SECRET_KEY.encode()
+        ).digest()
         keys = [base64.urlsafe_b64encode(digest).decode()]
     return MultiFernet([Fernet(key) for key in keys])
 

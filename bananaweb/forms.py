@@ -1,15 +1,28 @@
-"""The Generate and Edit forms. Field names are the API's; the rules live in options.py."""
+"""The Generate and Edit forms, and how every form field is rendered.
+
+Field names are the API's; the rules live in options.py.
+"""
 
 from django import forms
+from django.forms.renderers import TemplatesSetting
+from django.urls import reverse_lazy
 
 from bananaweb import options
 from bananaweb.models import ImageRequest
 
 
+class FormRenderer(TemplatesSetting):
+    """Django's form templates, and one field template for the whole site."""
+
+    field_template_name = "forms/field.html"
+
+
 class ImageUrlsField(forms.Field):
     """One URL per line (or separated by spaces) in a textarea; a list in Python."""
 
-    widget = forms.Textarea(attrs={"rows": 2, "spellcheck": "false", "autocomplete": "off"})
+    widget = forms.Textarea(
+        attrs={"rows": 2, "spellcheck": "false", "autocomplete": "off"}
+    )
 
     def to_python(self, value) -> list[str]:
         if isinstance(value, list):
@@ -27,33 +40,68 @@ class ImageRequestForm(forms.ModelForm):
 
     class Meta:
         model = ImageRequest
-        fields = ["action", "prompt", "model", "aspect_ratio", "resolution", "image_urls"]
+        fields = [
+            "action",
+            "prompt",
+            "model",
+            "aspect_ratio",
+            "resolution",
+            "image_urls",
+        ]
         widgets = {
             "action": forms.HiddenInput,
             "prompt": forms.Textarea(attrs={"rows": 3}),
+            # Choosing a model fetches the option fields it offers.
+            "model": forms.Select(
+                attrs={
+                    "hx-get": reverse_lazy("request-options"),
+                    "hx-include": "closest form",
+                    "hx-target": "next .option-fields",
+                    "hx-swap": "outerHTML",
+                    "hx-trigger": "change",
+                }
+            ),
         }
         labels = {"aspect_ratio": "Aspect ratio"}
 
     def __init__(self, *args, action: str = options.Action.GENERATE, **kwargs):
         kwargs.setdefault("auto_id", f"{action}-%s")
-        kwargs.setdefault("initial", {})
-        kwargs["initial"].setdefault("action", action)
+        kwargs["initial"] = {"action": action, **(kwargs.get("initial") or {})}
         super().__init__(*args, **kwargs)
         self.kind = action
-        self.fields["prompt"].widget.attrs.update(maxlength=options.PROMPT_MAX_LENGTH, required=True)
+        self.fields["prompt"].widget.attrs.update(
+            maxlength=options.PROMPT_MAX_LENGTH, required=True
+        )
         self.fields["model"].choices = options.Model.choices
         self.fields["model"].required = False  # the API's default applies
+
         spec = options.spec_for(self.chosen_model)
-        self.fields["aspect_ratio"].widget.choices = [("", "Model default")] + [(r, r) for r in spec.aspect_ratios]
-        self.fields["resolution"].widget.choices = [("", "Model default")] + [(r, r) for r in spec.resolutions]
-        self.resolution_fixed = not spec.resolutions
-        if self.resolution_fixed:
-            self.fields["resolution"].widget.attrs["disabled"] = True
-        if action == options.Action.EDIT:
-            self.fields["image_urls"].help_text = "One per line: the images to edit, first one first."
-            self.fields["image_urls"].widget.attrs["required"] = True
+        # A choice carried over from another model stays only if this one offers it.
+        for name, offered in (
+            ("aspect_ratio", spec.aspect_ratios),
+            ("resolution", spec.resolutions),
+        ):
+            if self.initial.get(name) not in offered:
+                self.initial[name] = ""
+        default = [("", "Model default")]
+        self.fields["aspect_ratio"].widget.choices = default + [
+            (ratio, ratio) for ratio in spec.aspect_ratios
+        ]
+        resolution = self.fields["resolution"]
+        if spec.resolutions:
+            resolution.widget.choices = default + [(r, r) for r in spec.resolutions]
         else:
-            self.fields["image_urls"].help_text = "Optional reference images, one per line."
+            resolution.widget.choices = [("", "Fixed")]
+            resolution.widget.attrs["disabled"] = True
+            model_label = options.Model(self.chosen_model).label
+            resolution.help_text = f"{model_label} has one resolution."
+
+        image_urls = self.fields["image_urls"]
+        if action == options.Action.EDIT:
+            image_urls.help_text = "One per line: the images to edit, first one first."
+            image_urls.widget.attrs["required"] = True
+        else:
+            image_urls.help_text = "Optional reference images, one per line."
 
     @property
     def chosen_model(self) -> str:

@@ -331,4 +331,3 @@ def _opened(content: bytes) -> Iterator[Image.Image]:
                 f"The image is {width} × {height} pixels; {_MAX_PIXELS_TEXT}"
             )
         yield image
-

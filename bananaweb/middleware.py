@@ -8,7 +8,9 @@ class GZipPagesMiddleware(GZipMiddleware):
     Django's GZipMiddleware carries the BREACH mitigation (randomised padding).
     """
 
-    def process_response(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+    def process_response(
+        self, request: HttpRequest, response: HttpResponseBase
+    ) -> HttpResponseBase:
         if response.get("Content-Type", "").startswith("image/"):
             return response
         return super().process_response(request, response)

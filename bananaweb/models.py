@@ -1,6 +1,8 @@
 """bananaweb's data: image requests and their images, upstream tokens, quotas."""
 
+import operator
 from datetime import datetime, timedelta
+from functools import reduce
 
 from django.conf import settings
 from django.contrib.auth.models import Group
@@ -13,9 +15,27 @@ from django.views.decorators.debug import sensitive_variables
 from bananaweb import crypto, options
 
 
-def _in_choices(field: str, choices: type[models.TextChoices], blank: bool = False) -> Q:
+def _in_choices(
+    field: str, choices: type[models.TextChoices], blank: bool = False
+) -> Q:
     allowed = Q(**{f"{field}__in": choices.values})
     return allowed | Q(**{field: ""}) if blank else allowed
+
+
+def _options_fit_model() -> Q:
+    """Each model's aspect ratio and resolution are ones it offers (options.MODELS),
+    or blank for its default."""
+    return reduce(
+        operator.or_,
+        (
+            Q(
+                model=name,
+                aspect_ratio__in=["", *spec.aspect_ratios],
+                resolution__in=["", *spec.resolutions],
+            )
+            for name, spec in options.MODELS.items()
+        ),
+    )
 
 
 def local_day_start(now: datetime | None = None) -> datetime:
@@ -28,7 +48,9 @@ def local_day_start(now: datetime | None = None) -> datetime:
 
 
 class UpstreamTokenQuerySet(models.QuerySet):
-    def usable_by(self, user, *, now: datetime | None = None) -> "UpstreamTokenQuerySet":
+    def usable_by(
+        self, user, *, now: datetime | None = None
+    ) -> "UpstreamTokenQuerySet":
         """Active, healthy, not cooling down, and open to the user's groups."""
         now = now or timezone.now()
         return (
@@ -51,14 +73,25 @@ class UpstreamTokenQuerySet(models.QuerySet):
         )
 
 
+class TokenState(models.TextChoices):
+    DISABLED = "disabled", "Disabled"
+    SUSPENDED = "suspended", "Out of rotation"
+    COOLING_DOWN = "cooling down", "Cooling down"
+    READY = "ready", "Ready"
+
+
 class UpstreamToken(models.Model):
     """A shared, paid Mountsea API token. The secret is stored encrypted."""
+
+    State = TokenState
 
     name = models.CharField(max_length=100, unique=True)
     secret_encrypted = models.TextField(editable=False)
     last4 = models.CharField(max_length=4, editable=False)
     is_active = models.BooleanField(
-        "active", default=True, help_text="Unticked by an admin, it stays out of rotation."
+        "active",
+        default=True,
+        help_text="Unticked by an admin, it stays out of rotation.",
     )
     priority = models.IntegerField(
         default=0, help_text="Higher first; tokens of equal priority share the load."
@@ -71,7 +104,11 @@ class UpstreamToken(models.Model):
     )
     notes = models.TextField(blank=True)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -109,28 +146,50 @@ class UpstreamToken(models.Model):
         return f"••••{self.last4}"
 
     @property
-    def state(self) -> str:
+    def state(self) -> TokenState:
         if not self.is_active:
-            return "disabled"
+            return TokenState.DISABLED
         if self.suspended_reason:
-            return "suspended"
+            return TokenState.SUSPENDED
         if self.cooldown_until and self.cooldown_until > timezone.now():
-            return "cooling down"
-        return "ready"
+            return TokenState.COOLING_DOWN
+        return TokenState.READY
+
+
+class TokenEvent(models.TextChoices):
+    CREATED = "created", "Created"
+    CHANGED = "changed", "Changed"
+    DELETED = "deleted", "Deleted"
+    ENABLED = "enabled", "Enabled"
+    DISABLED = "disabled", "Disabled"
+    CHECK_REQUESTED = "check requested", "Check requested"
+    CHECKED = "checked", "Checked"
+    SUSPENDED = "suspended", "Suspended"
+    RESTORED = "restored", "Restored"
+    RE_ENCRYPTED = "re-encrypted", "Re-encrypted"
 
 
 class TokenAuditEntry(models.Model):
     """Who changed which token, when, and which fields: never the secret's value."""
 
+    Event = TokenEvent
+
     token = models.ForeignKey(
-        UpstreamToken, null=True, on_delete=models.SET_NULL, related_name="audit_entries"
+        UpstreamToken,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="audit_entries",
     )
     token_name = models.CharField(max_length=100)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
     at = models.DateTimeField(auto_now_add=True)
-    event = models.CharField(max_length=40)
+    event = models.CharField(max_length=40, choices=TokenEvent)
     fields = models.JSONField(default=list, blank=True)
     detail = models.TextField(blank=True)
 
@@ -186,18 +245,53 @@ class RequestStatus(models.TextChoices):
     UNKNOWN = "unknown", "Outcome unknown"
 
 
+class ErrorCode(models.TextChoices):
+    """Why a request ended without an image; the gateway maps each to an errorCode."""
+
+    REJECTED = "rejected", "Refused by the image service"
+    IMAGE_URLS = "image_urls", "An image URL can't be used"
+    NO_TOKEN = "no_token", "No upstream token available"
+    UNAVAILABLE = "unavailable", "Image service unavailable"
+    UNKNOWN_OUTCOME = "unknown_outcome", "Outcome unknown"
+    NO_IMAGES = "no_images", "Completed without an image"
+    IMAGE_FETCH = "image_fetch", "Image could not be saved"
+    DEADLINE = "deadline", "No result in time"
+    UPSTREAM_FAILED = "upstream_failed", "Failed upstream"
+    UPSTREAM_CANCELLED = "upstream_cancelled", "Cancelled upstream"
+    UPSTREAM_TIMEOUT = "upstream_timeout", "Timed out upstream"
+    TOKEN_DELETED = "token_deleted", "Its upstream token was deleted"
+
+
+UNKNOWN_OUTCOME_MESSAGE = (
+    "We sent this request but got no usable answer ({reason}), so we can't tell "
+    "whether the image service accepted it. It was not resent automatically, so you "
+    "are never charged twice. Resubmit it if no image arrives."
+)
+
+
 class ImageRequest(models.Model):
-    """One generate or edit request, saved before anything is sent upstream."""
+    """One generate or edit request, saved before anything is sent upstream.
+
+    Its state changes are its methods (accept, fail, ...): they set the fields
+    that go with each status; the caller saves.
+    """
 
     Status = RequestStatus
-    IN_FLIGHT = (RequestStatus.QUEUED, RequestStatus.SUBMITTING, RequestStatus.IN_PROGRESS)
+    ErrorCode = ErrorCode
+    IN_FLIGHT = (
+        RequestStatus.QUEUED,
+        RequestStatus.SUBMITTING,
+        RequestStatus.IN_PROGRESS,
+    )
 
     class Source(models.TextChoices):
         WEB = "web", "Web"
         API = "api", "API"
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="image_requests"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="image_requests",
     )
     source = models.CharField(max_length=3, choices=Source, default=Source.WEB)
 
@@ -207,13 +301,17 @@ class ImageRequest(models.Model):
     model = models.CharField(
         max_length=20, choices=options.Model, default=options.DEFAULT_MODEL
     )
-    aspect_ratio = models.CharField(max_length=5, choices=options.AspectRatio, blank=True)
+    aspect_ratio = models.CharField(
+        max_length=5, choices=options.AspectRatio, blank=True
+    )
     resolution = models.CharField(max_length=2, choices=options.Resolution, blank=True)
     num_images = models.PositiveSmallIntegerField(default=1)
     image_urls = models.JSONField(default=list, blank=True)
 
     # What happened to it.
-    status = models.CharField(max_length=12, choices=RequestStatus, default=RequestStatus.QUEUED)
+    status = models.CharField(
+        max_length=12, choices=RequestStatus, default=RequestStatus.QUEUED
+    )
     upstream_status = models.CharField(max_length=40, blank=True)
     upstream_task_id = models.CharField(max_length=200, blank=True, db_index=True)
     upstream_token = models.ForeignKey(
@@ -225,7 +323,7 @@ class ImageRequest(models.Model):
     )
     result = models.JSONField(null=True, blank=True)
     error_message = models.TextField(blank=True)
-    error_code = models.CharField(max_length=40, blank=True)
+    error_code = models.CharField(max_length=40, choices=ErrorCode, blank=True)
     # A secret-free log of every upstream call, for the admin.
     exchange = models.JSONField(default=list, blank=True)
     counts_toward_quota = models.BooleanField(default=True)
@@ -241,8 +339,14 @@ class ImageRequest(models.Model):
         ordering = ["-created_at", "-pk"]
         indexes = [models.Index(fields=["user", "-created_at"])]
         constraints = [
-            models.CheckConstraint(condition=_in_choices("action", options.Action), name="image_request_action_valid"),
-            models.CheckConstraint(condition=_in_choices("model", options.Model), name="image_request_model_valid"),
+            models.CheckConstraint(
+                condition=_in_choices("action", options.Action),
+                name="image_request_action_valid",
+            ),
+            models.CheckConstraint(
+                condition=_in_choices("model", options.Model),
+                name="image_request_model_valid",
+            ),
             models.CheckConstraint(
                 condition=_in_choices("aspect_ratio", options.AspectRatio, blank=True),
                 name="image_request_aspect_ratio_valid",
@@ -252,11 +356,16 @@ class ImageRequest(models.Model):
                 name="image_request_resolution_valid",
             ),
             models.CheckConstraint(
-                condition=~Q(model=options.Model.NANO_BANANA_FAST) | Q(resolution=""),
-                name="image_request_fast_has_no_resolution",
+                condition=_options_fit_model(),
+                name="image_request_options_fit_model",
             ),
-            models.CheckConstraint(condition=Q(num_images=1), name="image_request_one_image"),
-            models.CheckConstraint(condition=_in_choices("status", RequestStatus), name="image_request_status_valid"),
+            models.CheckConstraint(
+                condition=Q(num_images=1), name="image_request_one_image"
+            ),
+            models.CheckConstraint(
+                condition=_in_choices("status", RequestStatus),
+                name="image_request_status_valid",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -286,9 +395,55 @@ class ImageRequest(models.Model):
             image_urls=self.image_urls,
         )
 
+    # --- State changes ------------------------------------------------------
+
+    def accept(self, *, upstream_task_id: str, token: UpstreamToken) -> None:
+        """The upstream took it and gave a task id: now it is polled."""
+        self.status = RequestStatus.IN_PROGRESS
+        self.upstream_task_id = upstream_task_id
+        self.upstream_token = token
+        self.upstream_status = options.UpstreamStatus.PENDING
+        self.submitted_at = timezone.now()
+        self.error_message = ""  # a wait for a rate limit, now over
+
+    def wait(self, *, message: str) -> None:
+        """Nothing was accepted (rate limited, unreachable): queued to be sent again."""
+        self.status = RequestStatus.QUEUED
+        self.error_message = message
+
+    def fail(
+        self, code: ErrorCode, message: str, *, release_quota: bool = True
+    ) -> None:
+        """It ended without an image; it no longer counts toward the quota unless
+        the upstream may have charged for it."""
+        self._finish(RequestStatus.FAILED, code, message)
+        if release_quota:
+            self.counts_toward_quota = False
+
+    def mark_outcome_unknown(self, *, reason: str) -> None:
+        """Sent, with no usable answer: never resent on its own, still counted."""
+        message = UNKNOWN_OUTCOME_MESSAGE.format(reason=reason.rstrip("."))
+        self._finish(RequestStatus.UNKNOWN, ErrorCode.UNKNOWN_OUTCOME, message)
+
+    def complete(self) -> None:
+        self._finish(RequestStatus.COMPLETED, "", "")
+
+    def _finish(self, status: RequestStatus, code: str, message: str) -> None:
+        self.status = status
+        self.error_code = code
+        self.error_message = message
+        self.finished_at = timezone.now()
+
+    # --- What it is ------------------------------------------------------------
+
     @property
     def in_flight(self) -> bool:
         return self.status in self.IN_FLIGHT
+
+    @property
+    def can_resubmit(self) -> bool:
+        """Only a request that surely made no image, or may not have, is sent anew."""
+        return self.status in (RequestStatus.FAILED, RequestStatus.UNKNOWN)
 
     @property
     def elapsed(self) -> timedelta:
@@ -313,7 +468,9 @@ def _image_path(image: "GeneratedImage", filename: str) -> str:
 
 
 class GeneratedImage(models.Model):
-    image_request = models.ForeignKey(ImageRequest, on_delete=models.CASCADE, related_name="images")
+    image_request = models.ForeignKey(
+        ImageRequest, on_delete=models.CASCADE, related_name="images"
+    )
     position = models.PositiveSmallIntegerField(default=0)
     source_url = models.URLField(max_length=2000, blank=True)
     file = models.FileField(upload_to=_image_path)

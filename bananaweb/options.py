@@ -89,13 +89,31 @@ MODELS: dict[str, ModelSpec] = {
     Model.NANO_BANANA_PRO: ModelSpec(
         aspect_ratios=BASE_RATIOS, resolutions=ALL_RESOLUTIONS
     ),
-    Model.NANO_BANANA_2: ModelSpec(aspect_ratios=ALL_RATIOS, resolutions=ALL_RESOLUTIONS),
+    Model.NANO_BANANA_2: ModelSpec(
+        aspect_ratios=ALL_RATIOS, resolutions=ALL_RESOLUTIONS
+    ),
 }
 
 
 def spec_for(model: str) -> ModelSpec:
     """The spec of a model, or the default model's for an unknown one."""
     return MODELS.get(model, MODELS[DEFAULT_MODEL])
+
+
+def models_offering(*, aspect_ratio: str = "", resolution: str = "") -> list[str]:
+    """The labels of the models that offer this aspect ratio or a choice of resolution."""
+    return [
+        Model(name).label
+        for name, spec in MODELS.items()
+        if (not aspect_ratio or aspect_ratio in spec.aspect_ratios)
+        and (not resolution or spec.resolutions)
+    ]
+
+
+def _either(labels: list[str]) -> str:
+    return " or ".join(
+        [", ".join(labels[:-1]), labels[-1]] if len(labels) > 1 else labels
+    )
 
 
 def ratio_value(aspect_ratio: str) -> float:
@@ -131,7 +149,9 @@ def option_errors(
     if not isinstance(prompt, str) or not prompt.strip():
         errors["prompt"] = "Describe the image you want: the prompt can't be empty."
     elif "\x00" in prompt:
-        errors["prompt"] = "The prompt contains a NUL character; remove it and try again."
+        errors["prompt"] = (
+            "The prompt contains a NUL character; remove it and try again."
+        )
     elif len(prompt) > PROMPT_MAX_LENGTH:
         errors["prompt"] = (
             f"The prompt is {len(prompt):,} characters long; "
@@ -152,7 +172,7 @@ def option_errors(
         elif known_model and aspect_ratio not in MODELS[model].aspect_ratios:
             errors["aspect_ratio"] = (
                 f"{Model(model).label} can't make {aspect_ratio} images; "
-                f"only Nano Banana 2 can."
+                f"only {_either(models_offering(aspect_ratio=aspect_ratio))} can."
             )
 
     if resolution:
@@ -161,7 +181,7 @@ def option_errors(
         elif known_model and not MODELS[model].resolutions:
             errors["resolution"] = (
                 f"{Model(model).label} has a fixed resolution; "
-                "choose Nano Banana Pro or Nano Banana 2 to pick one."
+                f"choose {_either(models_offering(resolution='any'))} to pick one."
             )
 
     if num_images not in NUM_IMAGES or isinstance(num_images, bool):
@@ -194,7 +214,12 @@ def upstream_payload(
     image_urls: list[str] | None = None,
 ) -> dict:
     """The JSON body sent upstream: only the fields that are set."""
-    payload: dict = {"prompt": prompt, "action": action, "num_images": 1, "model": model}
+    payload: dict = {
+        "prompt": prompt,
+        "action": action,
+        "num_images": 1,
+        "model": model,
+    }
     if image_urls:
         payload["image_urls"] = list(image_urls)
     if aspect_ratio:

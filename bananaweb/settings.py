@@ -13,8 +13,20 @@ def env_bool(name: str, default: bool) -> bool:
     return os.environ.get(name, str(default)).lower() in ("1", "true", "yes", "on")
 
 
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name) or default)
+
+
+def env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name) or default)
+
+
 def env_list(name: str, default: str = "") -> list[str]:
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+    return [
+        item.strip()
+        for item in os.environ.get(name, default).split(",")
+        if item.strip()
+    ]
 
 
 DEBUG = env_bool("DEBUG", False)
@@ -35,6 +47,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.forms",  # Django's form templates, for FormRenderer
     "django_htmx",
     "django_tasks_db",
 ]
@@ -73,25 +86,28 @@ TEMPLATES = [
         },
     },
 ]
+FORM_RENDERER = "bananaweb.forms.FormRenderer"
 
 if not os.environ.get("DATABASE_URL"):
     VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-# SQLite by default (WAL and immediate transactions, so the web server and the
-# task worker can write side by side); DATABASE_URL for PostgreSQL.
+# SQLite by default, PostgreSQL (or SQLite) from DATABASE_URL.
 DATABASES = {
     "default": dj_database_url.config(conn_max_age=60, conn_health_checks=True)
     if os.environ.get("DATABASE_URL")
-    else {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": VAR_DIR / "db.sqlite3",
-        "OPTIONS": {
-            "transaction_mode": "IMMEDIATE",
-            "timeout": 20,
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-        },
-    }
+    else {"ENGINE": "django.db.backends.sqlite3", "NAME": VAR_DIR / "db.sqlite3"}
 }
+# Every SQLite database, however configured: WAL and immediate transactions with a
+# busy timeout, so the web server and the task workers can write side by side
+# instead of failing with "database is locked".
+SQLITE_OPTIONS = {
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}
+for _database in DATABASES.values():
+    if _database["ENGINE"] == "django.db.backends.sqlite3":
+        _database["OPTIONS"] = SQLITE_OPTIONS | _database.get("OPTIONS", {})
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -147,7 +163,9 @@ DEFAULT_EXCEPTION_REPORTER_FILTER = "bananaweb.debug.AlwaysSafeExceptionReporter
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {"bananaweb": {"handlers": ["console"], "level": "INFO"}},
 }
@@ -157,30 +175,34 @@ LOGGING = {
 # MOUNTSEA_SIMULATOR_URL names the bundled simulator (as `make run` does), is the
 # simulator used; the pages then carry a "Simulated upstream" badge.
 MOUNTSEA_SIMULATOR_URL = os.environ.get("MOUNTSEA_SIMULATOR_URL", "").rstrip("/")
-MOUNTSEA_SIMULATED = bool(MOUNTSEA_SIMULATOR_URL) and not os.environ.get("MOUNTSEA_BASE_URL")
+MOUNTSEA_SIMULATED = bool(MOUNTSEA_SIMULATOR_URL) and not os.environ.get(
+    "MOUNTSEA_BASE_URL"
+)
 MOUNTSEA_BASE_URL = (
     MOUNTSEA_SIMULATOR_URL
     if MOUNTSEA_SIMULATED
     else os.environ.get("MOUNTSEA_BASE_URL", "https://api.mountsea.ai").rstrip("/")
 )
 MOUNTSEA_API_TOKEN = os.environ.get("MOUNTSEA_API_TOKEN", "")
-MOUNTSEA_CONNECT_TIMEOUT = float(os.environ.get("MOUNTSEA_CONNECT_TIMEOUT", 5))
-MOUNTSEA_READ_TIMEOUT = float(os.environ.get("MOUNTSEA_READ_TIMEOUT", 30))
+MOUNTSEA_CONNECT_TIMEOUT = env_float("MOUNTSEA_CONNECT_TIMEOUT", 5)
+MOUNTSEA_READ_TIMEOUT = env_float("MOUNTSEA_READ_TIMEOUT", 30)
 
 # --- The pipeline -------------------------------------------------------------
-BANANAWEB_MAX_IMAGE_URLS = int(os.environ.get("BANANAWEB_MAX_IMAGE_URLS", 8))
-BANANAWEB_POLL_FIRST_DELAY = float(os.environ.get("BANANAWEB_POLL_FIRST_DELAY", 3))
-BANANAWEB_POLL_MAX_DELAY = float(os.environ.get("BANANAWEB_POLL_MAX_DELAY", 15))
-BANANAWEB_POLL_DEADLINE = float(os.environ.get("BANANAWEB_POLL_DEADLINE", 15 * 60))
-BANANAWEB_FETCH_TIMEOUT = float(os.environ.get("BANANAWEB_FETCH_TIMEOUT", 20))
+BANANAWEB_MAX_IMAGE_URLS = env_int("BANANAWEB_MAX_IMAGE_URLS", 8)
+BANANAWEB_POLL_FIRST_DELAY = env_float("BANANAWEB_POLL_FIRST_DELAY", 3)
+BANANAWEB_POLL_MAX_DELAY = env_float("BANANAWEB_POLL_MAX_DELAY", 15)
+BANANAWEB_POLL_DEADLINE = env_float("BANANAWEB_POLL_DEADLINE", 15 * 60)
+BANANAWEB_FETCH_TIMEOUT = env_float("BANANAWEB_FETCH_TIMEOUT", 20)
 BANANAWEB_THUMBNAIL_SIZE = 384
 BANANAWEB_HISTORY_PAGE_SIZE = 20
-BANANAWEB_DEFAULT_DAILY_QUOTA = int(os.environ.get("BANANAWEB_DEFAULT_DAILY_QUOTA", 50))
+BANANAWEB_DEFAULT_DAILY_QUOTA = env_int("BANANAWEB_DEFAULT_DAILY_QUOTA", 50)
 # Gateway API requests per personal token per minute (counted in the cache, per process
 # with the default local-memory cache).
-BANANAWEB_API_RATE_LIMIT = int(os.environ.get("BANANAWEB_API_RATE_LIMIT", 60))
-BANANAWEB_SUBMIT_DEADLINE = float(os.environ.get("BANANAWEB_SUBMIT_DEADLINE", 10 * 60))
-BANANAWEB_TOKEN_RECHECK_DELAY = float(os.environ.get("BANANAWEB_TOKEN_RECHECK_DELAY", 5 * 60))
+BANANAWEB_API_RATE_LIMIT = env_int("BANANAWEB_API_RATE_LIMIT", 60)
+BANANAWEB_SUBMIT_DEADLINE = env_float("BANANAWEB_SUBMIT_DEADLINE", 10 * 60)
+BANANAWEB_TOKEN_RECHECK_DELAY = env_float("BANANAWEB_TOKEN_RECHECK_DELAY", 5 * 60)
+# How often requests stuck in "Sending" (their worker died) are looked for.
+BANANAWEB_SWEEP_INTERVAL = env_float("BANANAWEB_SWEEP_INTERVAL", 60)
 
 # --- Secrets at rest ----------------------------------------------------------
 BANANAWEB_ENCRYPTION_KEYS = env_list("BANANAWEB_ENCRYPTION_KEYS")

@@ -1,4 +1,9 @@
-"""Services for the shared upstream tokens: choosing one, and keeping their health."""
+"""Services for the shared upstream tokens: every write to them, and its audit entry.
+
+Choosing a token for a submission, keeping the tokens healthy (suspend,
+cool down, check, re-check) and the admin's changes all live here; nothing
+else writes an UpstreamToken or a TokenAuditEntry.
+"""
 
 import logging
 from datetime import timedelta
@@ -7,9 +12,11 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
-from bananaweb import mountsea
-from bananaweb.models import TokenAuditEntry, UpstreamToken
+from bananaweb import crypto, mountsea
+from bananaweb.followups import FollowUp, Step
+from bananaweb.models import TokenAuditEntry, TokenEvent, UpstreamToken
 
 logger = logging.getLogger(__name__)
 
@@ -18,11 +25,28 @@ class NoUsableToken(Exception):
     pass
 
 
+def _audit(
+    token: UpstreamToken, event: TokenEvent, *, actor=None, actor_id=None, **fields
+) -> None:
+    TokenAuditEntry.objects.create(
+        token=token,
+        token_name=token.name,
+        actor_id=actor.pk if actor else actor_id,
+        event=event,
+        **fields,
+    )
+
+
+# --- Choosing one -------------------------------------------------------------------
+
+
 def token_select(*, user, exclude: set[int] = frozenset()) -> UpstreamToken:
-    """The token a submission should use: highest priority first, least recently used within it."""
-    token_seed_from_environment()
+    """The token a submission should use: highest priority first, least recently
+    used within it."""
     candidates = UpstreamToken.objects.usable_by(user).exclude(pk__in=exclude)
-    token = candidates.order_by("-priority", F("last_used_at").asc(nulls_first=True), "pk").first()
+    token = candidates.order_by(
+        "-priority", F("last_used_at").asc(nulls_first=True), "pk"
+    ).first()
     if token is None:
         raise NoUsableToken
     return token
@@ -32,79 +56,165 @@ def token_mark_used(*, token: UpstreamToken) -> None:
     UpstreamToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
 
 
+# --- Health -------------------------------------------------------------------------
+
+
 def token_record_error(*, token: UpstreamToken, message: str) -> None:
-    UpstreamToken.objects.filter(pk=token.pk).update(last_error=message, last_error_at=timezone.now())
+    UpstreamToken.objects.filter(pk=token.pk).update(
+        last_error=message, last_error_at=timezone.now()
+    )
 
 
-def token_suspend(*, token: UpstreamToken, reason: str) -> None:
-    """Take a token out of rotation after the upstream refused it; it is re-checked on a schedule."""
-    from bananaweb.tasks import token_recheck_task
-
+def token_suspend(*, token: UpstreamToken, reason: str) -> FollowUp:
+    """Take a token out of rotation after the upstream refused it; the follow-up
+    re-checks it later."""
     now = timezone.now()
-    recheck_at = now + timedelta(seconds=settings.BANANAWEB_TOKEN_RECHECK_DELAY)
+    delay = settings.BANANAWEB_TOKEN_RECHECK_DELAY
     with transaction.atomic():
         UpstreamToken.objects.filter(pk=token.pk).update(
-            suspended_reason=reason, last_error=reason, last_error_at=now, recheck_at=recheck_at
+            suspended_reason=reason,
+            last_error=reason,
+            last_error_at=now,
+            recheck_at=now + timedelta(seconds=delay),
         )
-        TokenAuditEntry.objects.create(
-            token=token, token_name=token.name, event="suspended", fields=["suspended_reason"], detail=reason
-        )
-        transaction.on_commit(lambda: token_recheck_task.using(run_after=recheck_at).enqueue(token.pk))
+        _audit(token, TokenEvent.SUSPENDED, fields=["suspended_reason"], detail=reason)
     logger.warning("Upstream token %r taken out of rotation: %s", token.name, reason)
+    return FollowUp(Step.RECHECK_TOKEN, (token.pk,), delay=delay)
 
 
-def token_cool_down(*, token: UpstreamToken, seconds: float | None, message: str) -> None:
+def token_cool_down(
+    *, token: UpstreamToken, seconds: float | None, message: str
+) -> None:
     until = timezone.now() + timedelta(seconds=seconds if seconds is not None else 30)
     UpstreamToken.objects.filter(pk=token.pk).update(
         cooldown_until=until, last_error=message, last_error_at=timezone.now()
     )
 
 
-def token_check(*, token: UpstreamToken, actor=None) -> mountsea.Outcome:
-    """Ask the upstream whether the token works, spending no credits; restore or suspend it accordingly."""
+def token_check(*, token_id: int, actor_id: int | None = None) -> list[FollowUp]:
+    """Ask the upstream whether the token works, spending no credits; restore or
+    suspend it accordingly. Runs in a task, never in a web request."""
+    token = UpstreamToken.objects.filter(pk=token_id).first()
+    if token is None:
+        return []
     outcome = mountsea.client_for(token.secret).check_token()
-    TokenAuditEntry.objects.create(
-        token=token, token_name=token.name, actor=actor, event="checked", detail=outcome.message
-    )
+    _audit(token, TokenEvent.CHECKED, actor_id=actor_id, detail=outcome.message)
     match outcome:
         case mountsea.TokenOk():
             if token.suspended_reason:
-                UpstreamToken.objects.filter(pk=token.pk).update(suspended_reason="", recheck_at=None)
-                TokenAuditEntry.objects.create(
-                    token=token, token_name=token.name, event="restored", fields=["suspended_reason"],
+                UpstreamToken.objects.filter(pk=token.pk).update(
+                    suspended_reason="", recheck_at=None
+                )
+                _audit(
+                    token,
+                    TokenEvent.RESTORED,
+                    fields=["suspended_reason"],
                     detail="The upstream accepts it again.",
                 )
-        case mountsea.AuthFailed() | mountsea.OutOfCredit():
-            if not token.suspended_reason:
-                token_suspend(token=token, reason=outcome.message)
-            else:
-                token_record_error(token=token, message=outcome.message)
+        case mountsea.AuthFailed() | mountsea.OutOfCredit() if (
+            not token.suspended_reason
+        ):
+            return [token_suspend(token=token, reason=outcome.message)]
         case _:
             token_record_error(token=token, message=outcome.message)
-    return outcome
+    return []
 
 
-def token_recheck(*, token_id: int) -> float | None:
-    """Re-check a suspended token; the seconds until the next check, or None when done."""
+def token_recheck(*, token_id: int) -> list[FollowUp]:
+    """Re-check a suspended token, and again later while it is still refused."""
     token = UpstreamToken.objects.filter(pk=token_id).first()
     if token is None or not token.suspended_reason:
-        return None
-    outcome = token_check(token=token)
-    if isinstance(outcome, mountsea.TokenOk):
-        return None
+        return []
+    token_check(token_id=token.pk)
+    token.refresh_from_db(fields=["suspended_reason"])
+    if not token.suspended_reason:
+        return []
     delay = settings.BANANAWEB_TOKEN_RECHECK_DELAY
-    UpstreamToken.objects.filter(pk=token.pk).update(recheck_at=timezone.now() + timedelta(seconds=delay))
-    return delay
+    UpstreamToken.objects.filter(pk=token.pk).update(
+        recheck_at=timezone.now() + timedelta(seconds=delay)
+    )
+    return [FollowUp(Step.RECHECK_TOKEN, (token.pk,), delay=delay)]
+
+
+# --- The admin's changes ------------------------------------------------------------
+
+
+@sensitive_variables("secret")
+def token_save(
+    *, token: UpstreamToken, secret: str, changed: list[str], actor
+) -> UpstreamToken:
+    """Create or change a token from the admin; the secret only when one is given."""
+    created = token.pk is None
+    if secret:
+        token.set_secret(secret)
+    if created:
+        token.created_by = actor
+    fields = [name for name in changed if name != "secret" or secret]
+    with transaction.atomic():
+        token.save()
+        if fields or created:
+            event = TokenEvent.CREATED if created else TokenEvent.CHANGED
+            _audit(token, event, actor=actor, fields=sorted(fields))
+    return token
+
+
+def token_delete(*, token: UpstreamToken, actor) -> None:
+    with transaction.atomic():
+        _audit(token, TokenEvent.DELETED, actor=actor)
+        token.delete()
+
+
+def token_enable(*, token: UpstreamToken, actor) -> None:
+    """Back into rotation; enabling by hand also clears an automatic suspension."""
+    with transaction.atomic():
+        UpstreamToken.objects.filter(pk=token.pk).update(
+            is_active=True, suspended_reason="", cooldown_until=None, recheck_at=None
+        )
+        _audit(token, TokenEvent.ENABLED, actor=actor, fields=["is_active"])
+
+
+def token_disable(*, token: UpstreamToken, actor) -> None:
+    with transaction.atomic():
+        UpstreamToken.objects.filter(pk=token.pk).update(is_active=False)
+        _audit(token, TokenEvent.DISABLED, actor=actor, fields=["is_active"])
+
+
+def token_check_request(*, token: UpstreamToken, actor) -> FollowUp:
+    """Record that someone asked for a check; the follow-up runs it in the background."""
+    _audit(token, TokenEvent.CHECK_REQUESTED, actor=actor)
+    return FollowUp(Step.CHECK_TOKEN, (token.pk, actor.pk))
+
+
+def token_reencrypt_all() -> int:
+    """Re-encrypt every token with the newest key; the count."""
+    with transaction.atomic():
+        tokens = list(UpstreamToken.objects.select_for_update())
+        for token in tokens:
+            token.secret_encrypted = crypto.rotate(token.secret_encrypted)
+            token.save(update_fields=["secret_encrypted"])
+            _audit(token, TokenEvent.RE_ENCRYPTED, fields=["secret"])
+    return len(tokens)
 
 
 def token_seed_from_environment() -> UpstreamToken | None:
-    """MOUNTSEA_API_TOKEN becomes the first token when there are none yet."""
+    """MOUNTSEA_API_TOKEN becomes the first token when there are none yet.
+
+    Called once at start-up (`manage.py start_background`), never per submission.
+    """
     secret = settings.MOUNTSEA_API_TOKEN.strip()
     if not secret or UpstreamToken.objects.exists():
         return None
-    token = UpstreamToken(name="From MOUNTSEA_API_TOKEN", notes="Seeded from the environment on first start.")
+    token = UpstreamToken(
+        name="From MOUNTSEA_API_TOKEN",
+        notes="Seeded from the environment on first start.",
+    )
     token.set_secret(secret)
-    token.save()
-    TokenAuditEntry.objects.create(token=token, token_name=token.name, event="created", fields=["secret"],
-                                   detail="Seeded from MOUNTSEA_API_TOKEN.")
+    with transaction.atomic():
+        token.save()
+        _audit(
+            token,
+            TokenEvent.CREATED,
+            fields=["secret"],
+            detail="Seeded from MOUNTSEA_API_TOKEN.",
+        )
     return token

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from bananaweb import views
+from bananaweb import dashboard, views
 
 urlpatterns = [
     path("", views.index, name="index"),
@@ -9,10 +9,17 @@ urlpatterns = [
     path("requests/options/", views.request_options, name="request-options"),
     path("requests/<int:pk>/", views.request_detail, name="request-detail"),
     path("requests/<int:pk>/card/", views.request_card, name="request-card"),
-    path("requests/<int:pk>/resubmit/", views.request_resubmit, name="request-resubmit"),
-    path("requests/<int:pk>/images/<int:image_pk>/<str:variant>/", views.image_file, name="image-file"),
+    path(
+        "requests/<int:pk>/resubmit/", views.request_resubmit, name="request-resubmit"
+    ),
+    path(
+        "requests/<int:pk>/images/<int:image_pk>/<str:variant>/",
+        views.image_file,
+        name="image-file",
+    ),
     path("", include("bananaweb.gateway.urls")),
-    path("admin/usage/", include("bananaweb.dashboard_urls")),
+    path("admin/usage/", dashboard.usage_dashboard, name="usage-dashboard"),
+    path("admin/usage/export.csv", dashboard.usage_export, name="usage-export"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
 ]

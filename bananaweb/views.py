@@ -27,14 +27,21 @@ def _forms(request: HtmxHttpRequest, bound: ImageRequestForm | None = None) -> d
     }
     if bound is not None:
         forms[bound.kind] = bound
-    return {"generate_form": forms[options.Action.GENERATE], "edit_form": forms[options.Action.EDIT]}
+    return {
+        "generate_form": forms[options.Action.GENERATE],
+        "edit_form": forms[options.Action.EDIT],
+    }
 
 
 def _prefill(request: HtmxHttpRequest, action: str) -> dict:
     """Initial values from the query string, e.g. "Edit this image" links."""
     if request.GET.get("action") != action:
         return {}
-    initial = {name: request.GET[name] for name in ("prompt", "model", "aspect_ratio", "resolution") if name in request.GET}
+    initial = {
+        name: request.GET[name]
+        for name in ("prompt", "model", "aspect_ratio", "resolution")
+        if name in request.GET
+    }
     if urls := request.GET.getlist("image_urls"):
         initial["image_urls"] = urls
     return initial
@@ -42,7 +49,9 @@ def _prefill(request: HtmxHttpRequest, action: str) -> dict:
 
 def _history(request: HtmxHttpRequest) -> dict:
     requests_ = ImageRequest.objects.for_user(request.user).newest_first().with_images()
-    page = Paginator(requests_, settings.BANANAWEB_HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(requests_, settings.BANANAWEB_HISTORY_PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
     return {"page": page, "quota": services.quota_usage(user=request.user)}
 
 
@@ -60,11 +69,16 @@ def index(request: HtmxHttpRequest) -> HttpResponse:
 @require_POST
 def request_create(request: HtmxHttpRequest) -> HttpResponse:
     action = request.POST.get("action")
-    form = ImageRequestForm(request.POST, action=action if action in options.Action.values else options.Action.GENERATE)
+    form = ImageRequestForm(
+        request.POST,
+        action=action if action in options.Action.values else options.Action.GENERATE,
+    )
     quota_error = ""
     if form.is_valid():
         try:
-            image_request = services.image_request_create(user=request.user, data=form.cleaned_data)
+            image_request = services.image_request_create(
+                user=request.user, data=form.cleaned_data
+            )
         except services.QuotaExceeded as exc:
             quota_error = str(exc)
         except ValidationError as exc:
@@ -73,21 +87,39 @@ def request_create(request: HtmxHttpRequest) -> HttpResponse:
             if not request.htmx:
                 return redirect("index")
             # The new card joins the history; the form comes back empty, keeping the model's choices.
-            fresh = ImageRequestForm(action=form.kind, initial={
-                "model": form.cleaned_data["model"],
-                "aspect_ratio": form.cleaned_data["aspect_ratio"],
-                "resolution": form.cleaned_data["resolution"],
-            })
-            return render(request, "requests/index.html#created", {
-                "image_request": image_request, "form": fresh, "quota": services.quota_usage(user=request.user),
-            })
+            fresh = ImageRequestForm(
+                action=form.kind,
+                initial={
+                    "model": form.cleaned_data["model"],
+                    "aspect_ratio": form.cleaned_data["aspect_ratio"],
+                    "resolution": form.cleaned_data["resolution"],
+                },
+            )
+            return render(
+                request,
+                "requests/index.html#created",
+                {
+                    "image_request": image_request,
+                    "form": fresh,
+                    "quota": services.quota_usage(user=request.user),
+                },
+            )
 
     context = {"form": form, "quota_error": quota_error}
     if request.htmx:
-        response = render(request, "requests/index.html#request-form", context, status=422 if not quota_error else 429)
+        response = render(
+            request,
+            "requests/index.html#request-form",
+            context,
+            status=422 if not quota_error else 429,
+        )
         return reswap(retarget(response, f"#{form.kind}-form"), "outerHTML")
-    return render(request, "requests/index.html", _forms(request, form) | _history(request) | context,
-                  status=422 if not quota_error else 429)
+    return render(
+        request,
+        "requests/index.html",
+        _forms(request, form) | _history(request) | context,
+        status=422 if not quota_error else 429,
+    )
 
 
 @require_GET
@@ -96,12 +128,11 @@ def request_options(request: HtmxHttpRequest) -> HttpResponse:
     action = request.GET.get("action")
     form = ImageRequestForm(
         action=action if action in options.Action.values else options.Action.GENERATE,
-        initial={name: request.GET.get(name, "") for name in ("model", "aspect_ratio", "resolution")},
+        initial={
+            name: request.GET.get(name, "")
+            for name in ("model", "aspect_ratio", "resolution")
+        },
     )
-    spec = options.spec_for(form.chosen_model)
-    # Keep the user's choice when the new model still offers it.
-    form.initial["aspect_ratio"] = form.initial["aspect_ratio"] if form.initial["aspect_ratio"] in spec.aspect_ratios else ""
-    form.initial["resolution"] = form.initial["resolution"] if form.initial["resolution"] in spec.resolutions else ""
     return render(request, "requests/index.html#option-fields", {"form": form})
 
 
@@ -109,14 +140,18 @@ def request_options(request: HtmxHttpRequest) -> HttpResponse:
 
 
 def _own_request(request: HtmxHttpRequest, pk: int) -> ImageRequest:
-    return get_object_or_404(ImageRequest.objects.for_user(request.user).with_images(), pk=pk)
+    return get_object_or_404(
+        ImageRequest.objects.for_user(request.user).with_images(), pk=pk
+    )
 
 
 @require_GET
 def request_card(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """A card's current state: cheap (the database only), polled while in flight."""
     image_request = _own_request(request, pk)
-    response = render(request, "requests/index.html#request-card", {"image_request": image_request})
+    response = render(
+        request, "requests/index.html#request-card", {"image_request": image_request}
+    )
     if not image_request.in_flight:
         response.status_code = HTMX_STOP_POLLING
     return response
@@ -124,27 +159,48 @@ def request_card(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 def request_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    return render(request, "requests/detail.html", {"image_request": _own_request(request, pk)})
+    return render(
+        request, "requests/detail.html", {"image_request": _own_request(request, pk)}
+    )
 
 
 @require_POST
 def request_resubmit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     image_request = _own_request(request, pk)
+    if not image_request.can_resubmit:
+        message = "Only a failed request, or one whose outcome is unknown, can be resubmitted."
+        context = {"image_request": image_request, "resubmit_error": message}
+        return render(request, "requests/detail.html", context, status=409)
     try:
         new_request = services.image_request_resubmit(image_request=image_request)
     except (services.QuotaExceeded, ValidationError) as exc:
-        message = str(exc) if isinstance(exc, services.QuotaExceeded) else " ".join(exc.messages)
-        return render(request, "requests/detail.html", {"image_request": image_request, "resubmit_error": message}, status=429)
+        message = (
+            str(exc)
+            if isinstance(exc, services.QuotaExceeded)
+            else " ".join(exc.messages)
+        )
+        return render(
+            request,
+            "requests/detail.html",
+            {"image_request": image_request, "resubmit_error": message},
+            status=429,
+        )
     return redirect("request-detail", pk=new_request.pk)
 
 
 @require_GET
 @cache_control(private=True, max_age=31536000, immutable=True)
-def image_file(request: HtmxHttpRequest, pk: int, image_pk: int, variant: str) -> FileResponse:
+def image_file(
+    request: HtmxHttpRequest, pk: int, image_pk: int, variant: str
+) -> FileResponse:
     """An image or its thumbnail, to its owner only."""
     if variant not in ("full", "thumbnail"):
         raise Http404
-    image = get_object_or_404(GeneratedImage.objects.filter(image_request__user=request.user), pk=image_pk, image_request_id=pk)
+    image = get_object_or_404(
+        GeneratedImage.objects.filter(image_request__user=request.user),
+        pk=image_pk,
+        image_request_id=pk,
+    )
     file = image.thumbnail if variant == "thumbnail" else image.file
     content_type = "image/webp" if variant == "thumbnail" else image.content_type
     return FileResponse(file.open("rb"), content_type=content_type)

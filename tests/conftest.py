@@ -1,4 +1,5 @@
 import pytest
+from django.tasks import default_task_backend
 
 from tests.factories import UpstreamTokenFactory, UserFactory
 
@@ -22,3 +23,11 @@ def client_logged_in(client, user):
 @pytest.fixture
 def upstream_token(db):
     return UpstreamTokenFactory(name="main", secret_value="test-upstream-token")
+
+
+@pytest.fixture
+def clear_tasks():
+    """The task backend (a DummyBackend, tests/settings.py), empty before and after."""
+    default_task_backend.clear()
+    yield default_task_backend
+    default_task_backend.clear()

@@ -2,7 +2,7 @@
 
 import tempfile
 
-from bananaweb.settings import *  # noqa: F403
+from bananaweb.settings import *
 
 TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

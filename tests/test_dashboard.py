@@ -9,16 +9,15 @@ from django.urls import reverse
 from django.utils import timezone
 
 from bananaweb import options
-from bananaweb.dashboard import (
+from bananaweb.charts import Series, bar_chart_svg
+from bananaweb.models import ImageRequest, UpstreamToken, local_day_start
+from bananaweb.usage import (
     DateRange,
-    Series,
-    bar_chart_svg,
     daily_status_counts,
     parse_range,
     time_to_result,
     top_failure_reasons,
 )
-from bananaweb.models import ImageRequest, UpstreamToken, local_day_start
 
 Status = ImageRequest.Status
 DASHBOARD = "/admin/usage/"
@@ -28,7 +27,9 @@ JAN_6_TO_8 = {"start": "2025-01-06", "end": "2025-01-08"}
 
 def at(day: str, hour: int = 12, minute: int = 0) -> datetime:
     """A time on a day in the site's time zone."""
-    return datetime.fromisoformat(f"{day}T{hour:02}:{minute:02}").replace(tzinfo=timezone.get_current_timezone())
+    return datetime.fromisoformat(f"{day}T{hour:02}:{minute:02}").replace(
+        tzinfo=timezone.get_current_timezone()
+    )
 
 
 def make_token(name: str) -> UpstreamToken:
@@ -38,16 +39,36 @@ def make_token(name: str) -> UpstreamToken:
     return token
 
 
-def make_request(user, *, created_at: datetime, status: str = Status.COMPLETED, took: timedelta | None = None,
-                 model: str = options.Model.NANO_BANANA_PRO, resolution: str = "2K", token: UpstreamToken | None = None,
-                 error_code: str = "", error_message: str = "", action: str = options.Action.GENERATE) -> ImageRequest:
+def make_request(
+    user,
+    *,
+    created_at: datetime,
+    status: str = Status.COMPLETED,
+    took: timedelta | None = None,
+    model: str = options.Model.NANO_BANANA_PRO,
+    resolution: str = "2K",
+    token: UpstreamToken | None = None,
+    error_code: str = "",
+    error_message: str = "",
+    action: str = options.Action.GENERATE,
+) -> ImageRequest:
     if took is None and status in (Status.COMPLETED, Status.FAILED, Status.UNKNOWN):
         took = timedelta(seconds=10)
     return ImageRequest.objects.create(
-        user=user, action=action, prompt="A banana on a table", model=model, resolution=resolution,
-        image_urls=["https://example.com/a.png"] if action == options.Action.EDIT else [],
-        status=status, created_at=created_at, finished_at=created_at + took if took else None,
-        upstream_token=token, error_code=error_code, error_message=error_message,
+        user=user,
+        action=action,
+        prompt="A banana on a table",
+        model=model,
+        resolution=resolution,
+        image_urls=["https://example.com/a.png"]
+        if action == options.Action.EDIT
+        else [],
+        status=status,
+        created_at=created_at,
+        finished_at=created_at + took if took else None,
+        upstream_token=token,
+        error_code=error_code,
+        error_message=error_message,
     )
 
 
@@ -101,9 +122,17 @@ def test_dashboard_is_an_admin_page_without_inline_styles_or_scripts(admin_clien
 def test_requests_per_day_by_user_model_and_token(admin_client, user, other_user):
     alpha, beta = make_token("alpha"), make_token("beta")
     make_request(user, created_at=at("2025-01-06"), token=alpha)
-    make_request(user, created_at=at("2025-01-06", 18), token=alpha, model=options.Model.NANO_BANANA_FAST, resolution="")
+    make_request(
+        user,
+        created_at=at("2025-01-06", 18),
+        token=alpha,
+        model=options.Model.NANO_BANANA_FAST,
+        resolution="",
+    )
     make_request(other_user, created_at=at("2025-01-07"), token=beta)
-    make_request(user, created_at=at("2025-01-08"), status=Status.QUEUED)  # no token yet
+    make_request(
+        user, created_at=at("2025-01-08"), status=Status.QUEUED
+    )  # no token yet
     make_request(user, created_at=at("2025-01-09"))  # after the range
     make_request(other_user, created_at=at("2025-01-05", 23, 59))  # before it
 
@@ -113,10 +142,19 @@ def test_requests_per_day_by_user_model_and_token(admin_client, user, other_user
     assert by_user.columns == ["alice", "bob"]
     assert by_user.totals == [3, 1]
     assert [(day, cells) for day, cells, _ in by_user.rows] == [
-        (date(2025, 1, 6), [2, 0]), (date(2025, 1, 7), [0, 1]), (date(2025, 1, 8), [1, 0]),
+        (date(2025, 1, 6), [2, 0]),
+        (date(2025, 1, 7), [0, 1]),
+        (date(2025, 1, 8), [1, 0]),
     ]
-    assert dict(zip(by_model.columns, by_model.totals)) == {"Nano Banana Pro": 3, "Nano Banana Fast": 1}
-    assert dict(zip(by_token.columns, by_token.totals)) == {"alpha": 2, "beta": 1, "no token": 1}
+    assert dict(zip(by_model.columns, by_model.totals)) == {
+        "Nano Banana Pro": 3,
+        "Nano Banana Fast": 1,
+    }
+    assert dict(zip(by_token.columns, by_token.totals)) == {
+        "alpha": 2,
+        "beta": 1,
+        "no token": 1,
+    }
     assert by_token.total == 4
     html = response.content.decode()
     for name in ("alice", "bob", "Nano Banana Pro", "alpha", "beta", "no token"):
@@ -127,7 +165,12 @@ def test_requests_per_day_by_user_model_and_token(admin_client, user, other_user
 def test_success_rate_leaves_out_requests_still_in_flight(admin_client, user):
     for _ in range(3):
         make_request(user, created_at=at("2025-01-06"))
-    make_request(user, created_at=at("2025-01-06"), status=Status.FAILED, error_code="upstream_error")
+    make_request(
+        user,
+        created_at=at("2025-01-06"),
+        status=Status.FAILED,
+        error_code="upstream_error",
+    )
     make_request(user, created_at=at("2025-01-07"), status=Status.UNKNOWN)
     for status in ImageRequest.IN_FLIGHT:
         make_request(user, created_at=at("2025-01-07"), status=status)
@@ -135,12 +178,19 @@ def test_success_rate_leaves_out_requests_still_in_flight(admin_client, user):
     response = admin_client.get(DASHBOARD, JAN_6_TO_8)
 
     totals = response.context["totals"]
-    assert (totals.completed, totals.failed, totals.unknown, totals.in_flight) == (3, 1, 1, 3)
+    assert (totals.completed, totals.failed, totals.unknown, totals.in_flight) == (
+        3,
+        1,
+        1,
+        3,
+    )
     assert totals.success_percent == 60
     daily = dict(response.context["daily"])
     assert daily[date(2025, 1, 6)].success_percent == 75
     assert daily[date(2025, 1, 7)].success_percent == 0
-    assert daily[date(2025, 1, 8)].success_percent is None  # nothing finished: no rate, not 0%
+    assert (
+        daily[date(2025, 1, 8)].success_percent is None
+    )  # nothing finished: no rate, not 0%
     html = response.content.decode()
     assert '<dd id="range-success-rate">60.0%</dd>' in html
     assert ">75.0%</td>" in html
@@ -148,10 +198,18 @@ def test_success_rate_leaves_out_requests_still_in_flight(admin_client, user):
 
 def test_median_and_95th_percentile_time_to_result(admin_client, user):
     for seconds in range(1, 21):  # 1 s .. 20 s, inserted out of order
-        make_request(user, created_at=at("2025-01-06", 12, seconds), took=timedelta(seconds=21 - seconds))
-    make_request(user, created_at=at("2025-01-06"), status=Status.FAILED, took=timedelta(hours=1))
+        make_request(
+            user,
+            created_at=at("2025-01-06", 12, seconds),
+            took=timedelta(seconds=21 - seconds),
+        )
+    make_request(
+        user, created_at=at("2025-01-06"), status=Status.FAILED, took=timedelta(hours=1)
+    )
     make_request(user, created_at=at("2025-01-06"), status=Status.IN_PROGRESS)
-    make_request(user, created_at=at("2025-01-09"), took=timedelta(hours=2))  # outside the range
+    make_request(
+        user, created_at=at("2025-01-09"), took=timedelta(hours=2)
+    )  # outside the range
 
     result = time_to_result(date_range=DateRange(date(2025, 1, 6), date(2025, 1, 8)))
 
@@ -170,34 +228,75 @@ def test_time_to_result_of_an_odd_count_and_of_none(user):
 
     result = time_to_result(date_range=jan_6)
 
-    assert (result.median, result.p95) == (timedelta(seconds=2), timedelta(seconds=90.2))
+    assert (result.median, result.p95) == (
+        timedelta(seconds=2),
+        timedelta(seconds=90.2),
+    )
     empty = time_to_result(date_range=DateRange(date(2025, 2, 1), date(2025, 2, 1)))
     assert (empty.count, empty.median, empty.p95) == (0, None, None)
 
 
 def test_top_failure_reasons_most_common_first_with_an_example(admin_client, user):
     day = at("2025-01-07")
-    for code, count in [("upstream_error", 2), ("rate_limited", 3), ("timeout", 2), ("", 1)]:
+    for code, count in [
+        ("upstream_error", 2),
+        ("rate_limited", 3),
+        ("timeout", 2),
+        ("", 1),
+    ]:
         for n in range(count):
-            make_request(user, created_at=day, status=Status.FAILED, error_code=code, error_message=f"{code or 'odd'} #{n}")
-    make_request(user, created_at=day, status=Status.UNKNOWN, error_code="timeout", error_message="Lost track")
-    make_request(user, created_at=day, error_code="rate_limited")  # completed after all: not a failure
+            make_request(
+                user,
+                created_at=day,
+                status=Status.FAILED,
+                error_code=code,
+                error_message=f"{code or 'odd'} #{n}",
+            )
+    make_request(
+        user,
+        created_at=day,
+        status=Status.UNKNOWN,
+        error_code="timeout",
+        error_message="Lost track",
+    )
+    make_request(
+        user, created_at=day, error_code="rate_limited"
+    )  # completed after all: not a failure
 
-    reasons = top_failure_reasons(date_range=DateRange(date(2025, 1, 6), date(2025, 1, 8)))
+    reasons = top_failure_reasons(
+        date_range=DateRange(date(2025, 1, 6), date(2025, 1, 8))
+    )
 
     assert [(r.error_code, r.count) for r in reasons] == [
-        ("rate_limited", 3), ("timeout", 3), ("upstream_error", 2), ("(no code)", 1),
+        ("rate_limited", 3),
+        ("timeout", 3),
+        ("upstream_error", 2),
+        ("(no code)", 1),
     ]
     assert reasons[0].example.startswith("rate_limited #")
     html = admin_client.get(DASHBOARD, JAN_6_TO_8).content.decode()
-    assert html.index("<code>rate_limited</code>") < html.index("<code>upstream_error</code>")
+    assert html.index("<code>rate_limited</code>") < html.index(
+        "<code>upstream_error</code>"
+    )
 
 
 def test_top_failure_reasons_stop_at_ten(user):
     for n in range(12):
-        make_request(user, created_at=at("2025-01-07"), status=Status.FAILED, error_code=f"code_{n:02}")
+        make_request(
+            user,
+            created_at=at("2025-01-07"),
+            status=Status.FAILED,
+            error_code=f"code_{n:02}",
+        )
 
-    assert len(top_failure_reasons(date_range=DateRange(date(2025, 1, 7), date(2025, 1, 7)))) == 10
+    assert (
+        len(
+            top_failure_reasons(
+                date_range=DateRange(date(2025, 1, 7), date(2025, 1, 7))
+            )
+        )
+        == 10
+    )
 
 
 def test_todays_usage_at_the_top(admin_client, user, other_user):
@@ -212,7 +311,9 @@ def test_todays_usage_at_the_top(admin_client, user, other_user):
 
     today = response.context["today"]
     assert (today.total, today.completed, today.failed, today.in_flight) == (4, 2, 1, 1)
-    assert [(name, counts.total) for name, counts in response.context["today_by_user"]] == [("alice", 3), ("bob", 1)]
+    assert [
+        (name, counts.total) for name, counts in response.context["today_by_user"]
+    ] == [("alice", 3), ("bob", 1)]
     html = response.content.decode()
     assert '<dd id="today-total">4</dd>' in html
     assert '<dd id="today-in-flight">1</dd>' in html
@@ -220,10 +321,14 @@ def test_todays_usage_at_the_top(admin_client, user, other_user):
 
 def test_days_are_cut_at_midnight_in_the_site_time_zone(settings, user):
     settings.TIME_ZONE = "America/New_York"
-    late_evening = datetime.fromisoformat("2025-01-07T03:30+00:00")  # 22:30 on Jan 6 in New York
+    late_evening = datetime.fromisoformat(
+        "2025-01-07T03:30+00:00"
+    )  # 22:30 on Jan 6 in New York
     make_request(user, created_at=late_evening)
 
-    daily = dict(daily_status_counts(date_range=DateRange(date(2025, 1, 6), date(2025, 1, 7))))
+    daily = dict(
+        daily_status_counts(date_range=DateRange(date(2025, 1, 6), date(2025, 1, 7)))
+    )
 
     assert daily[date(2025, 1, 6)].total == 1
     assert daily[date(2025, 1, 7)].total == 0
@@ -239,14 +344,21 @@ def test_empty_range_renders_dashes_not_errors(admin_client):
 
 
 @pytest.mark.parametrize("rows", [1, 60])
-def test_dashboard_query_count_does_not_grow_with_rows(admin_client, django_user_model, django_assert_max_num_queries, rows):
+def test_dashboard_query_count_does_not_grow_with_rows(
+    admin_client, django_user_model, django_assert_max_num_queries, rows
+):
     users = [django_user_model.objects.create_user(f"user{n}") for n in range(5)]
     tokens = [make_token(f"token{n}") for n in range(3)] + [None]
     statuses = [Status.COMPLETED, Status.FAILED, Status.UNKNOWN, Status.QUEUED]
     today = local_day_start() + timedelta(seconds=1)
     for n in range(rows):
-        make_request(users[n % 5], created_at=today - timedelta(days=n % 10), token=tokens[n % 4],
-                     status=statuses[n % 4], error_code=f"code{n % 3}")
+        make_request(
+            users[n % 5],
+            created_at=today - timedelta(days=n % 10),
+            token=tokens[n % 4],
+            status=statuses[n % 4],
+            error_code=f"code{n % 3}",
+        )
 
     with django_assert_max_num_queries(11):
         response = admin_client.get(DASHBOARD)
@@ -262,7 +374,10 @@ def test_charts_are_svg_with_a_title_and_a_table_beside_them(admin_client, user)
 
     html = admin_client.get(DASHBOARD, JAN_6_TO_8).content.decode()
 
-    assert '<svg role="img" aria-labelledby="requests-chart-title requests-chart-desc"' in html
+    assert (
+        '<svg role="img" aria-labelledby="requests-chart-title requests-chart-desc"'
+        in html
+    )
     assert '<title id="requests-chart-title">Requests per day</title>' in html
     assert '<title id="success-chart-title">Success rate per day</title>' in html
     assert "<title>Jan 7: 1 completed</title>" in html
@@ -271,15 +386,21 @@ def test_charts_are_svg_with_a_title_and_a_table_beside_them(admin_client, user)
 
 def test_bar_chart_scales_stacks_and_escapes():
     svg = bar_chart_svg(
-        chart_id="c", title="<Counts>", description="d", labels=["<a>", "b"],
-        series=[Series("ok", [2, 4], "ok", "green"), Series("bad", [2, None], "bad", "red")],
+        chart_id="c",
+        title="<Counts>",
+        description="d",
+        labels=["<a>", "b"],
+        series=[
+            Series("ok", [2, 4], "ok", "green"),
+            Series("bad", [2, None], "bad", "red"),
+        ],
         y_max=8,
     )
     assert svg.startswith('<svg role="img" aria-labelledby="c-title c-desc"')
-    assert "<title id=\"c-title\">&lt;Counts&gt;</title>" in svg
+    assert '<title id="c-title">&lt;Counts&gt;</title>' in svg
     assert "<a>" not in svg
     # The plot is 176 px high for 8: each request is 22 px; three bars (2, 2 stacked, 4), none for None.
-    assert svg.count("<rect class=\"chart__bar") == 3
+    assert svg.count('<rect class="chart__bar') == 3
     assert svg.count('height="44.0"') == 2
     assert svg.count('height="88.0"') == 1
 
@@ -295,10 +416,18 @@ TODAY = date(2025, 3, 20)
         ({}, date(2025, 3, 7), TODAY),
         ({"days": "7"}, date(2025, 3, 14), TODAY),
         ({"days": "90"}, date(2024, 12, 21), TODAY),
-        ({"start": "2025-01-06", "end": "2025-01-08"}, date(2025, 1, 6), date(2025, 1, 8)),
+        (
+            {"start": "2025-01-06", "end": "2025-01-08"},
+            date(2025, 1, 6),
+            date(2025, 1, 8),
+        ),
         ({"start": "2025-03-01"}, date(2025, 3, 1), TODAY),
         ({"end": "2025-01-20", "days": "7"}, date(2025, 1, 14), date(2025, 1, 20)),
-        ({"start": "2025-01-06", "end": "2025-01-06"}, date(2025, 1, 6), date(2025, 1, 6)),
+        (
+            {"start": "2025-01-06", "end": "2025-01-06"},
+            date(2025, 1, 6),
+            date(2025, 1, 6),
+        ),
     ],
 )
 def test_range_from_the_query_string(params, start, end):
@@ -327,7 +456,14 @@ def test_bad_range_falls_back_to_the_last_14_days_with_a_note(params):
     assert "showing the last 14 days" in date_range.note
 
 
-@pytest.mark.parametrize("params", [{"start": "0001-01-01", "end": "0001-01-02"}, {"end": "9999-12-31"}, {"days": "%"}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"start": "0001-01-01", "end": "0001-01-02"},
+        {"end": "9999-12-31"},
+        {"days": "%"},
+    ],
+)
 def test_odd_ranges_never_break_the_dashboard_or_the_export(admin_client, params):
     assert admin_client.get(DASHBOARD, params).status_code == 200
     assert admin_client.get(EXPORT, params).status_code == 200
@@ -344,10 +480,18 @@ def test_bad_range_shows_the_default_and_says_why(admin_client):
 # --- the CSV export ---------------------------------------------------------------------
 
 
-def test_csv_export_has_one_row_per_request_in_the_range_oldest_first(admin_client, user, other_user):
+def test_csv_export_has_one_row_per_request_in_the_range_oldest_first(
+    admin_client, user, other_user
+):
     alpha = make_token("alpha")
-    make_request(other_user, created_at=at("2025-01-08", 9), model=options.Model.NANO_BANANA_FAST, resolution="",
-                 action=options.Action.EDIT, status=Status.FAILED)
+    make_request(
+        other_user,
+        created_at=at("2025-01-08", 9),
+        model=options.Model.NANO_BANANA_FAST,
+        resolution="",
+        action=options.Action.EDIT,
+        status=Status.FAILED,
+    )
     make_request(user, created_at=at("2025-01-06", 10), token=alpha)
     make_request(user, created_at=at("2025-01-09", 0, 0))  # the day after the range
 
@@ -355,23 +499,48 @@ def test_csv_export_has_one_row_per_request_in_the_range_oldest_first(admin_clie
 
     assert response.status_code == 200
     assert response["Content-Type"] == "text/csv; charset=utf-8"
-    assert response["Content-Disposition"] == 'attachment; filename="bananaweb-usage-2025-01-06-to-2025-01-08.csv"'
+    assert (
+        response["Content-Disposition"]
+        == 'attachment; filename="bananaweb-usage-2025-01-06-to-2025-01-08.csv"'
+    )
     assert csv_rows(response) == [
         ["user", "time", "model", "action", "resolution", "token", "status"],
-        ["alice", at("2025-01-06", 10).isoformat(), "nano-banana-pro", "generate", "2K", "alpha", "completed"],
-        ["bob", at("2025-01-08", 9).isoformat(), "nano-banana-fast", "edit", "", "", "failed"],
+        [
+            "alice",
+            at("2025-01-06", 10).isoformat(),
+            "nano-banana-pro",
+            "generate",
+            "2K",
+            "alpha",
+            "completed",
+        ],
+        [
+            "bob",
+            at("2025-01-08", 9).isoformat(),
+            "nano-banana-fast",
+            "edit",
+            "",
+            "",
+            "failed",
+        ],
     ]
 
 
 def test_csv_export_defuses_spreadsheet_formulas(admin_client, django_user_model):
     for name in ("=cmd", "+sum", "-one", "@home"):
-        make_request(django_user_model.objects.create_user(name), created_at=at("2025-01-07"),
-                     token=make_token(f"{name}-token"))
+        make_request(
+            django_user_model.objects.create_user(name),
+            created_at=at("2025-01-07"),
+            token=make_token(f"{name}-token"),
+        )
 
     rows = csv_rows(admin_client.get(EXPORT, JAN_6_TO_8))[1:]
 
     assert sorted((row[0], row[5]) for row in rows) == [
-        ("'+sum", "'+sum-token"), ("'-one", "'-one-token"), ("'=cmd", "'=cmd-token"), ("'@home", "'@home-token"),
+        ("'+sum", "'+sum-token"),
+        ("'-one", "'-one-token"),
+        ("'=cmd", "'=cmd-token"),
+        ("'@home", "'@home-token"),
     ]
 
 
@@ -381,5 +550,8 @@ def test_csv_export_with_bad_range_uses_the_default(admin_client, user):
     response = admin_client.get(EXPORT, {"start": "nope"})
 
     today = timezone.localdate()
-    assert f"bananaweb-usage-{today - timedelta(days=13)}-to-{today}.csv" in response["Content-Disposition"]
+    assert (
+        f"bananaweb-usage-{today - timedelta(days=13)}-to-{today}.csv"
+        in response["Content-Disposition"]
+    )
     assert len(csv_rows(response)) == 2

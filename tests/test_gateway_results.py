@@ -5,10 +5,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bananaweb import services
 from bananaweb.gateway import results
 from bananaweb.gateway.models import GatewayTask
-from bananaweb.models import ImageRequest
+from bananaweb.models import UNKNOWN_OUTCOME_MESSAGE, ImageRequest
 
 Status = ImageRequest.Status
 CREATED = datetime(2026, 5, 1, 9, 30, tzinfo=UTC)
@@ -16,7 +15,9 @@ FINISHED = datetime(2026, 5, 1, 9, 31, 5, tzinfo=UTC)
 
 
 def task(status: str, upstream_status: str = "", **fields) -> GatewayTask:
-    image_request = ImageRequest(status=status, upstream_status=upstream_status, created_at=CREATED, **fields)
+    image_request = ImageRequest(
+        status=status, upstream_status=upstream_status, created_at=CREATED, **fields
+    )
     return GatewayTask(task_id=uuid.UUID(int=7), image_request=image_request)
 
 
@@ -48,10 +49,24 @@ def test_status_mapping(status, upstream_status, expected):
 
 
 def test_every_status_maps_into_the_contracts_enum():
-    contract = {"pending", "ready", "assigned", "processing", "completed", "failed", "cancelled", "timeout"}
+    contract = {
+        "pending",
+        "ready",
+        "assigned",
+        "processing",
+        "completed",
+        "failed",
+        "cancelled",
+        "timeout",
+    }
     for status in Status.values:
         for upstream_status in [*contract, "", "weird"]:
-            assert results.contract_status(ImageRequest(status=status, upstream_status=upstream_status)) in contract
+            assert (
+                results.contract_status(
+                    ImageRequest(status=status, upstream_status=upstream_status)
+                )
+                in contract
+            )
 
 
 @pytest.mark.parametrize("status", [Status.QUEUED, Status.IN_PROGRESS])
@@ -66,8 +81,14 @@ def test_in_flight_task_has_no_result_and_no_finish(status):
 
 def test_unknown_outcome_fails_saying_it_was_not_resent():
     body = results.task_result(
-        task(Status.UNKNOWN, error_code="unknown_outcome", finished_at=FINISHED,
-             error_message=services.UNKNOWN_OUTCOME_MESSAGE.format(reason="no answer within 30 seconds")),
+        task(
+            Status.UNKNOWN,
+            error_code="unknown_outcome",
+            finished_at=FINISHED,
+            error_message=UNKNOWN_OUTCOME_MESSAGE.format(
+                reason="no answer within 30 seconds"
+            ),
+        ),
         image_url=str,
     )
     assert body["status"] == "failed"
@@ -78,10 +99,21 @@ def test_unknown_outcome_fails_saying_it_was_not_resent():
 
 @pytest.mark.parametrize(
     ("error_code", "number"),
-    [("rejected", 400), ("image_urls", 400), ("no_token", 503), ("unavailable", 503),
-     ("upstream_failed", 500), ("upstream_timeout", 504), ("deadline", 504), ("image_fetch", 502),
-     ("something_new", 500), ("", 500)],
+    [
+        ("rejected", 400),
+        ("image_urls", 400),
+        ("no_token", 503),
+        ("unavailable", 503),
+        ("upstream_failed", 500),
+        ("upstream_timeout", 504),
+        ("deadline", 504),
+        ("image_fetch", 502),
+        ("something_new", 500),
+        ("", 500),
+    ],
 )
 def test_failure_codes_are_http_like_numbers(error_code, number):
-    body = results.task_result(task(Status.FAILED, error_code=error_code, error_message="Nope."), image_url=str)
+    body = results.task_result(
+        task(Status.FAILED, error_code=error_code, error_message="Nope."), image_url=str
+    )
     assert (body["errorCode"], body["errorMessage"]) == (number, "Nope.")

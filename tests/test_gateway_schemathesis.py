@@ -8,8 +8,8 @@ import pytest
 import schemathesis
 from django.core.cache import cache
 from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from django.utils import timezone
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
@@ -24,7 +24,8 @@ from schemathesis.specs.openapi.checks import (
 
 from bananaweb.gateway import openapi, services
 from bananaweb.models import ImageRequest
-from tests.gateway_helpers import bearer, issue_token, make_image
+from tests.factories import make_image
+from tests.gateway_helpers import bearer, issue_token
 
 CHECKS = [
     not_a_server_error,
@@ -73,11 +74,18 @@ def gateway_schema(db, settings, wsgi_app):
 
 
 @pytest.mark.parametrize(("method", "path", "mode"), OPERATIONS)
-def test_generated_requests_keep_to_the_document(gateway_schema, user, method, path, mode):
+def test_generated_requests_keep_to_the_document(
+    gateway_schema, user, method, path, mode
+):
     headers = plain(bearer(issue_token(user)))
 
     @given(case=gateway_schema[path][method].as_strategy(generation_mode=mode))
-    @hypothesis_settings(max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @hypothesis_settings(
+        max_examples=30,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     def check(case):
         case.call_and_validate(headers=headers, checks=CHECKS)
 
@@ -94,22 +102,39 @@ def test_generated_requests_keep_to_the_document(gateway_schema, user, method, p
         (Status.UNKNOWN, "", "unknown_outcome"),
     ],
 )
-def test_real_tasks_and_their_images_keep_to_the_document(gateway_schema, user, status, upstream_status, error_code):
+def test_real_tasks_and_their_images_keep_to_the_document(
+    gateway_schema, user, status, upstream_status, error_code
+):
     """Random task and image ids only find 404s: these are answers about tasks that exist."""
     raw = issue_token(user)
     api_token = user.api_tokens.get()
-    gateway_task = services.gateway_task_create(api_token=api_token, data={"prompt": "A banana", "action": "generate"})
+    gateway_task = services.gateway_task_create(
+        api_token=api_token, data={"prompt": "A banana", "action": "generate"}
+    )
     image_request = gateway_task.image_request
-    image_request.status, image_request.upstream_status, image_request.error_code = status, upstream_status, error_code
+    image_request.status, image_request.upstream_status, image_request.error_code = (
+        status,
+        upstream_status,
+        error_code,
+    )
     if image_request.status not in ImageRequest.IN_FLIGHT:
         image_request.finished_at = timezone.now()
     image_request.save()
     image = make_image(image_request) if status == Status.COMPLETED else None
 
-    result = gateway_schema[openapi.RESULT_PATH]["GET"].Case(query={"taskId": str(gateway_task.task_id)})
+    result = gateway_schema[openapi.RESULT_PATH]["GET"].Case(
+        query={"taskId": str(gateway_task.task_id)}
+    )
     response = result.call_and_validate(headers=plain(bearer(raw)), checks=CHECKS)
     assert response.status_code == 200
     if image is not None:
         assert response.json()["result"]["images"]
-        case = gateway_schema[openapi.IMAGE_PATH]["GET"].Case(path_parameters={"imageId": image.pk})
-        assert case.call_and_validate(headers=plain(bearer(raw)), checks=CHECKS).status_code == 200
+        case = gateway_schema[openapi.IMAGE_PATH]["GET"].Case(
+            path_parameters={"imageId": image.pk}
+        )
+        assert (
+            case.call_and_validate(
+                headers=plain(bearer(raw)), checks=CHECKS
+            ).status_code
+            == 200
+        )

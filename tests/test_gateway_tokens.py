@@ -14,7 +14,6 @@ from django.utils import timezone
 
 from bananaweb.gateway import services
 from bananaweb.gateway.models import ApiToken
-from tests.factories import UserFactory
 from tests.gateway_helpers import bearer
 
 RESULT = "/api/gemini/task/result"
@@ -64,7 +63,9 @@ def test_last_used_is_recorded_at_most_once_a_minute(user):
     api_token.refresh_from_db()
     assert api_token.last_used_at == first_use
 
-    ApiToken.objects.filter(pk=api_token.pk).update(last_used_at=first_use - timedelta(minutes=2))
+    ApiToken.objects.filter(pk=api_token.pk).update(
+        last_used_at=first_use - timedelta(minutes=2)
+    )
     call_api(raw)
     api_token.refresh_from_db()
     assert api_token.last_used_at > first_use
@@ -161,30 +162,29 @@ def test_the_nav_links_to_the_tokens_page(client_logged_in):
 # --- The admin ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def admin_client_(client, db):
-    admin = UserFactory(username="root", is_staff=True, is_superuser=True)
-    client.force_login(admin)
-    return client
-
-
-def test_the_admin_lists_tokens_without_secrets_and_cannot_add(admin_client_, user):
+def test_the_admin_lists_tokens_without_secrets_and_cannot_add(admin_client, user):
     api_token, raw = services.api_token_create(user=user, name="ci")
 
-    changelist = admin_client_.get(reverse("admin:gateway_apitoken_changelist")).content.decode()
-    detail = admin_client_.get(reverse("admin:gateway_apitoken_change", args=[api_token.pk])).content.decode()
+    changelist = admin_client.get(
+        reverse("admin:gateway_apitoken_changelist")
+    ).content.decode()
+    detail = admin_client.get(
+        reverse("admin:gateway_apitoken_change", args=[api_token.pk])
+    ).content.decode()
 
     assert api_token.prefix in changelist and "alice" in changelist
     for html in (changelist, detail):
         assert raw not in html and api_token.token_hash not in html
-    assert admin_client_.get(reverse("admin:gateway_apitoken_add")).status_code == 403
+    assert admin_client.get(reverse("admin:gateway_apitoken_add")).status_code == 403
 
 
-def test_the_admin_revokes_tokens(admin_client_, user):
+def test_the_admin_revokes_tokens(admin_client, user):
     api_token, raw = services.api_token_create(user=user, name="ci")
 
-    admin_client_.post(reverse("admin:gateway_apitoken_changelist"),
-                       {"action": "revoke", "_selected_action": [api_token.pk]})
+    admin_client.post(
+        reverse("admin:gateway_apitoken_changelist"),
+        {"action": "revoke", "_selected_action": [api_token.pk]},
+    )
 
     assert call_api(raw).status_code == 401
 
@@ -195,7 +195,9 @@ def test_the_admin_revokes_tokens(admin_client_, user):
 def test_the_command_prints_only_the_token(user):
     stdout, stderr = io.StringIO(), io.StringIO()
 
-    call_command("issue_api_token", "alice", "--name", "cron", stdout=stdout, stderr=stderr)
+    call_command(
+        "issue_api_token", "alice", "--name", "cron", stdout=stdout, stderr=stderr
+    )
 
     raw = stdout.getvalue().strip()
     api_token = ApiToken.objects.get(user=user)
@@ -206,4 +208,6 @@ def test_the_command_prints_only_the_token(user):
 
 def test_the_command_refuses_an_unknown_user(db):
     with pytest.raises(CommandError, match="No user"):
-        call_command("issue_api_token", "nobody", stdout=io.StringIO(), stderr=io.StringIO())
+        call_command(
+            "issue_api_token", "nobody", stdout=io.StringIO(), stderr=io.StringIO()
+        )

@@ -53,7 +53,7 @@ def upstream():
 
 
 @pytest.fixture
-def client() -> MountseaClient:
+def mountsea_client() -> MountseaClient:
     return make_client()
 
 
@@ -80,11 +80,11 @@ def assert_token_hidden(outcome, *texts: str) -> None:
 
 
 def test_generate_posts_the_payload_as_json_with_bearer_token_and_timeouts(
-    upstream, client
+    upstream, mountsea_client
 ):
     upstream.post(GENERATE_URL, status=201, json={"taskId": "t-1"})
 
-    client.generate(PAYLOAD)
+    mountsea_client.generate(PAYLOAD)
 
     (call,) = upstream.calls
     assert call.request.method == "POST"
@@ -96,10 +96,10 @@ def test_generate_posts_the_payload_as_json_with_bearer_token_and_timeouts(
     assert call.request.req_kwargs["timeout"] == (4, 25)
 
 
-def test_task_result_gets_the_task_id_as_a_query_parameter(upstream, client):
+def test_task_result_gets_the_task_id_as_a_query_parameter(upstream, mountsea_client):
     upstream.get(RESULT_URL, json={"taskId": "a b/c&d", "status": "pending"})
 
-    client.task_result("a b/c&d")
+    mountsea_client.task_result("a b/c&d")
 
     (call,) = upstream.calls
     assert call.request.method == "GET"
@@ -110,10 +110,10 @@ def test_task_result_gets_the_task_id_as_a_query_parameter(upstream, client):
     assert call.request.req_kwargs["timeout"] == (4, 25)
 
 
-def test_check_token_asks_for_a_task_that_cannot_exist(upstream, client):
+def test_check_token_asks_for_a_task_that_cannot_exist(upstream, mountsea_client):
     upstream.get(RESULT_URL, status=404, json={"message": "Task not found"})
 
-    client.check_token()
+    mountsea_client.check_token()
 
     (call,) = upstream.calls
     assert call.request.params == {"taskId": "bananaweb-token-check"}
@@ -155,10 +155,10 @@ def test_redirects_are_not_followed(upstream, endpoint):
 
 
 @pytest.mark.parametrize("status", [200, 201, 202])
-def test_generate_2xx_with_task_id_is_accepted(upstream, client, status):
+def test_generate_2xx_with_task_id_is_accepted(upstream, mountsea_client, status):
     upstream.post(GENERATE_URL, status=status, json={"taskId": "7f3c2a9e"})
 
-    assert client.generate(PAYLOAD) == Accepted(upstream_task_id="7f3c2a9e")
+    assert mountsea_client.generate(PAYLOAD) == Accepted(upstream_task_id="7f3c2a9e")
 
 
 @pytest.mark.parametrize(
@@ -169,10 +169,14 @@ def test_generate_2xx_with_task_id_is_accepted(upstream, client, status):
         ({"taskId": " padded "}, "padded"),
     ],
 )
-def test_generate_tolerates_task_id_variants(upstream, client, body, upstream_task_id):
+def test_generate_tolerates_task_id_variants(
+    upstream, mountsea_client, body, upstream_task_id
+):
     upstream.post(GENERATE_URL, status=201, json=body)
 
-    assert client.generate(PAYLOAD) == Accepted(upstream_task_id=upstream_task_id)
+    assert mountsea_client.generate(PAYLOAD) == Accepted(
+        upstream_task_id=upstream_task_id
+    )
 
 
 @pytest.mark.parametrize(
@@ -192,23 +196,23 @@ def test_generate_tolerates_task_id_variants(upstream, client, body, upstream_ta
     ],
 )
 def test_generate_unusable_2xx_is_malformed(
-    upstream, client, body, content_type, problem
+    upstream, mountsea_client, body, content_type, problem
 ):
     upstream.post(GENERATE_URL, status=201, body=body, content_type=content_type)
 
-    outcome = client.generate(PAYLOAD)
+    outcome = mountsea_client.generate(PAYLOAD)
 
     assert isinstance(outcome, Malformed)
     assert outcome.status_code == 201
     assert problem in outcome.message
 
 
-def test_malformed_message_quotes_what_the_upstream_said(upstream, client):
+def test_malformed_message_quotes_what_the_upstream_said(upstream, mountsea_client):
     upstream.post(
         GENERATE_URL, status=200, json={"code": 500, "msg": "engine warming up"}
     )
 
-    outcome = client.generate(PAYLOAD)
+    outcome = mountsea_client.generate(PAYLOAD)
 
     assert outcome == Malformed(
         200,
@@ -217,10 +221,10 @@ def test_malformed_message_quotes_what_the_upstream_said(upstream, client):
     )
 
 
-def test_generate_body_is_sent_as_utf8(upstream, client):
+def test_generate_body_is_sent_as_utf8(upstream, mountsea_client):
     upstream.post(GENERATE_URL, status=201, json={"taskId": "t-1"})
 
-    client.generate(PAYLOAD | {"prompt": "Un chat roux — très doux 🐱"})
+    mountsea_client.generate(PAYLOAD | {"prompt": "Un chat roux — très doux 🐱"})
 
     body = upstream.calls[0].request.body
     assert json.loads(body.decode("utf-8"))["prompt"] == "Un chat roux — très doux 🐱"
@@ -258,26 +262,28 @@ def test_error_statuses_map_to_outcomes(upstream, endpoint, status, outcome_type
         assert outcome.status_code == status
 
 
-def test_generate_401_is_auth_failed(upstream, client):
+def test_generate_401_is_auth_failed(upstream, mountsea_client):
     upstream.post(GENERATE_URL, status=401, json={"message": "Unauthorized"})
 
-    assert client.generate(PAYLOAD) == AuthFailed(
+    assert mountsea_client.generate(PAYLOAD) == AuthFailed(
         401, "The image service rejected our API token (HTTP 401): Unauthorized"
     )
 
 
-def test_auth_failed_without_upstream_words_still_names_the_status(upstream, client):
+def test_auth_failed_without_upstream_words_still_names_the_status(
+    upstream, mountsea_client
+):
     upstream.get(RESULT_URL, status=403, body="")
 
-    assert client.task_result("t-1") == AuthFailed(
+    assert mountsea_client.task_result("t-1") == AuthFailed(
         403, "The image service rejected our API token (HTTP 403)."
     )
 
 
-def test_generate_402_is_out_of_credit(upstream, client):
+def test_generate_402_is_out_of_credit(upstream, mountsea_client):
     upstream.post(GENERATE_URL, status=402, json={"message": "Payment Required"})
 
-    assert client.generate(PAYLOAD) == OutOfCredit(
+    assert mountsea_client.generate(PAYLOAD) == OutOfCredit(
         402,
         "The image service says our account is out of credit (HTTP 402): "
         "Payment Required",
@@ -297,10 +303,12 @@ def test_generate_402_is_out_of_credit(upstream, client):
         (429, "Insufficient balance"),
     ],
 )
-def test_4xx_that_mentions_credit_is_out_of_credit(upstream, client, status, text):
+def test_4xx_that_mentions_credit_is_out_of_credit(
+    upstream, mountsea_client, status, text
+):
     upstream.post(GENERATE_URL, status=status, json={"message": text})
 
-    outcome = client.generate(PAYLOAD)
+    outcome = mountsea_client.generate(PAYLOAD)
 
     assert outcome == OutOfCredit(
         status,
@@ -308,7 +316,7 @@ def test_4xx_that_mentions_credit_is_out_of_credit(upstream, client, status, tex
     )
 
 
-def test_429_quota_wording_is_still_a_rate_limit(upstream, client):
+def test_429_quota_wording_is_still_a_rate_limit(upstream, mountsea_client):
     upstream.post(
         GENERATE_URL,
         status=429,
@@ -316,18 +324,18 @@ def test_429_quota_wording_is_still_a_rate_limit(upstream, client):
         headers={"Retry-After": "5"},
     )
 
-    assert client.generate(PAYLOAD) == RateLimited(
+    assert mountsea_client.generate(PAYLOAD) == RateLimited(
         5.0, "The image service is busy; it asked us to wait 5 seconds."
     )
 
 
-def test_401_stays_auth_failed_even_when_it_mentions_credit(upstream, client):
+def test_401_stays_auth_failed_even_when_it_mentions_credit(upstream, mountsea_client):
     upstream.post(GENERATE_URL, status=401, json={"message": "insufficient balance"})
 
-    assert isinstance(client.generate(PAYLOAD), AuthFailed)
+    assert isinstance(mountsea_client.generate(PAYLOAD), AuthFailed)
 
 
-def test_generate_400_is_rejected_with_the_upstream_body(upstream, client):
+def test_generate_400_is_rejected_with_the_upstream_body(upstream, mountsea_client):
     body = {
         "statusCode": 400,
         "message": [
@@ -338,7 +346,7 @@ def test_generate_400_is_rejected_with_the_upstream_body(upstream, client):
     }
     upstream.post(GENERATE_URL, status=400, json=body)
 
-    assert client.generate(PAYLOAD) == Rejected(
+    assert mountsea_client.generate(PAYLOAD) == Rejected(
         400,
         "The image service refused the request (HTTP 400): prompt should not be "
         "empty; action must be one of edit, generate",
@@ -346,20 +354,20 @@ def test_generate_400_is_rejected_with_the_upstream_body(upstream, client):
     )
 
 
-def test_task_result_404_is_rejected(upstream, client):
+def test_task_result_404_is_rejected(upstream, mountsea_client):
     upstream.get(RESULT_URL, status=404, json={"message": "Task not found"})
 
-    assert client.task_result("nope") == Rejected(
+    assert mountsea_client.task_result("nope") == Rejected(
         404,
         "The image service refused the request (HTTP 404): Task not found",
         {"message": "Task not found"},
     )
 
 
-def test_rejected_without_json_body_has_no_errors(upstream, client):
+def test_rejected_without_json_body_has_no_errors(upstream, mountsea_client):
     upstream.post(GENERATE_URL, status=413, body="Request Entity Too Large")
 
-    outcome = client.generate(PAYLOAD)
+    outcome = mountsea_client.generate(PAYLOAD)
 
     assert outcome == Rejected(
         413,
@@ -368,7 +376,7 @@ def test_rejected_without_json_body_has_no_errors(upstream, client):
     )
 
 
-def test_5xx_is_upstream_error(upstream, client):
+def test_5xx_is_upstream_error(upstream, mountsea_client):
     upstream.get(
         RESULT_URL,
         status=502,
@@ -376,7 +384,7 @@ def test_5xx_is_upstream_error(upstream, client):
         content_type="text/html",
     )
 
-    assert client.task_result("t-1") == UpstreamError(
+    assert mountsea_client.task_result("t-1") == UpstreamError(
         502, "The image service is having trouble (HTTP 502): 502 Bad Gateway"
     )
 
@@ -401,29 +409,29 @@ def test_5xx_is_upstream_error(upstream, client):
     ],
 )
 def test_upstream_message_is_extracted_from_every_shape(
-    upstream, client, body, content_type, detail
+    upstream, mountsea_client, body, content_type, detail
 ):
     upstream.post(GENERATE_URL, status=400, body=body, content_type=content_type)
 
-    outcome = client.generate(PAYLOAD)
+    outcome = mountsea_client.generate(PAYLOAD)
 
     assert (
         outcome.message == f"The image service refused the request (HTTP 400): {detail}"
     )
 
 
-def test_upstream_message_without_words_ends_at_the_status(upstream, client):
+def test_upstream_message_without_words_ends_at_the_status(upstream, mountsea_client):
     upstream.post(GENERATE_URL, status=400, json={"statusCode": 400})
 
-    assert client.generate(PAYLOAD).message == (
+    assert mountsea_client.generate(PAYLOAD).message == (
         "The image service refused the request (HTTP 400)."
     )
 
 
-def test_long_upstream_message_is_truncated(upstream, client):
+def test_long_upstream_message_is_truncated(upstream, mountsea_client):
     upstream.post(GENERATE_URL, status=400, json={"message": "x" * 5000})
 
-    outcome = client.generate(PAYLOAD)
+    outcome = mountsea_client.generate(PAYLOAD)
 
     detail = outcome.message.split(": ", 1)[1]
     assert len(detail) == 500
@@ -465,14 +473,14 @@ def test_429_retry_after_in_seconds(upstream, endpoint, header, retry_after, wai
     )
 
 
-def test_429_retry_after_as_http_date(upstream, client):
+def test_429_retry_after_as_http_date(upstream, mountsea_client):
     upstream.post(
         GENERATE_URL,
         status=429,
         headers={"Retry-After": http_date(timedelta(seconds=90))},
     )
 
-    outcome = client.generate(PAYLOAD)
+    outcome = mountsea_client.generate(PAYLOAD)
 
     assert isinstance(outcome, RateLimited)
     assert 85 <= outcome.retry_after <= 90
@@ -486,20 +494,22 @@ def test_429_retry_after_as_http_date(upstream, client):
     "delta, retry_after",
     [(timedelta(hours=-1), 0.0), (timedelta(days=2), 3600.0)],
 )
-def test_429_retry_after_http_date_is_clamped(upstream, client, delta, retry_after):
+def test_429_retry_after_http_date_is_clamped(
+    upstream, mountsea_client, delta, retry_after
+):
     upstream.post(GENERATE_URL, status=429, headers={"Retry-After": http_date(delta)})
 
-    assert client.generate(PAYLOAD).retry_after == retry_after
+    assert mountsea_client.generate(PAYLOAD).retry_after == retry_after
 
 
 # --- task_result --------------------------------------------------------------
 
 
-def test_task_result_in_flight_is_task_state_without_result(upstream, client):
+def test_task_result_in_flight_is_task_state_without_result(upstream, mountsea_client):
     body = {"taskId": "t-1", "status": "processing", "result": None}
     upstream.get(RESULT_URL, json=body)
 
-    outcome = client.task_result("t-1")
+    outcome = mountsea_client.task_result("t-1")
 
     assert outcome == TaskState(
         upstream_task_id="t-1",
@@ -514,7 +524,9 @@ def test_task_result_in_flight_is_task_state_without_result(upstream, client):
     assert outcome.message == "The image service reports the task as processing."
 
 
-def test_task_result_completed_carries_result_and_finish_time(upstream, client):
+def test_task_result_completed_carries_result_and_finish_time(
+    upstream, mountsea_client
+):
     body = {
         "taskId": "t-1",
         "status": "completed",
@@ -525,7 +537,7 @@ def test_task_result_completed_carries_result_and_finish_time(upstream, client):
     }
     upstream.get(RESULT_URL, json=body)
 
-    outcome = client.task_result("t-1")
+    outcome = mountsea_client.task_result("t-1")
 
     assert outcome.terminal
     assert outcome.result == {"images": [{"url": "https://cdn.test/a.png"}]}
@@ -533,7 +545,7 @@ def test_task_result_completed_carries_result_and_finish_time(upstream, client):
     assert outcome.raw == body
 
 
-def test_task_result_failed_carries_the_error(upstream, client):
+def test_task_result_failed_carries_the_error(upstream, mountsea_client):
     upstream.get(
         RESULT_URL,
         json={
@@ -544,7 +556,7 @@ def test_task_result_failed_carries_the_error(upstream, client):
         },
     )
 
-    outcome = client.task_result("t-1")
+    outcome = mountsea_client.task_result("t-1")
 
     assert outcome.terminal
     assert outcome.error_message == "Content policy violation"
@@ -554,10 +566,10 @@ def test_task_result_failed_carries_the_error(upstream, client):
     )
 
 
-def test_task_result_without_result_key_has_none(upstream, client):
+def test_task_result_without_result_key_has_none(upstream, mountsea_client):
     upstream.get(RESULT_URL, json={"taskId": "t-1", "status": "pending"})
 
-    assert client.task_result("t-1").result is None
+    assert mountsea_client.task_result("t-1").result is None
 
 
 @pytest.mark.parametrize(
@@ -577,11 +589,11 @@ def test_task_result_without_result_key_has_none(upstream, client):
     ],
 )
 def test_terminal_follows_the_contract_and_unknown_status_is_in_flight(
-    upstream, client, status, terminal
+    upstream, mountsea_client, status, terminal
 ):
     upstream.get(RESULT_URL, json={"taskId": "t-1", "status": status})
 
-    outcome = client.task_result("t-1")
+    outcome = mountsea_client.task_result("t-1")
 
     assert outcome.status == status
     assert outcome.terminal is terminal
@@ -597,10 +609,10 @@ def test_terminal_follows_the_contract_and_unknown_status_is_in_flight(
         (42, None),
     ],
 )
-def test_task_result_result_shapes(upstream, client, result, expected):
+def test_task_result_result_shapes(upstream, mountsea_client, result, expected):
     upstream.get(RESULT_URL, json={"status": "completed", "result": result})
 
-    assert client.task_result("t-1").result == expected
+    assert mountsea_client.task_result("t-1").result == expected
 
 
 @pytest.mark.parametrize(
@@ -608,18 +620,18 @@ def test_task_result_result_shapes(upstream, client, result, expected):
     [(500, 500), (3.0, 3), ("17", 17), ("E17", None), (None, None), (True, None)],
 )
 def test_task_result_error_code_is_an_int_or_none(
-    upstream, client, error_code, expected
+    upstream, mountsea_client, error_code, expected
 ):
     upstream.get(RESULT_URL, json={"status": "failed", "errorCode": error_code})
 
-    assert client.task_result("t-1").error_code == expected
+    assert mountsea_client.task_result("t-1").error_code == expected
 
 
-def test_task_result_in_a_data_envelope_is_read(upstream, client):
+def test_task_result_in_a_data_envelope_is_read(upstream, mountsea_client):
     body = {"code": 200, "data": {"taskId": "t-1", "status": "processing"}}
     upstream.get(RESULT_URL, json=body)
 
-    outcome = client.task_result("t-1")
+    outcome = mountsea_client.task_result("t-1")
 
     assert outcome.status == "processing"
     assert outcome.raw == body
@@ -638,11 +650,11 @@ def test_task_result_in_a_data_envelope_is_read(upstream, client):
     ],
 )
 def test_task_result_unusable_200_is_malformed(
-    upstream, client, body, content_type, problem
+    upstream, mountsea_client, body, content_type, problem
 ):
     upstream.get(RESULT_URL, body=body, content_type=content_type)
 
-    outcome = client.task_result("t-1")
+    outcome = mountsea_client.task_result("t-1")
 
     assert isinstance(outcome, Malformed)
     assert outcome.status_code == 200
@@ -667,16 +679,16 @@ def test_task_result_unusable_200_is_malformed(
         (503, UpstreamError),
     ],
 )
-def test_check_token_outcomes(upstream, client, status, outcome_type):
+def test_check_token_outcomes(upstream, mountsea_client, status, outcome_type):
     upstream.get(RESULT_URL, status=status, json={"message": "whatever"})
 
-    assert type(client.check_token()) is outcome_type
+    assert type(mountsea_client.check_token()) is outcome_type
 
 
-def test_check_token_ok_says_the_token_works(upstream, client):
+def test_check_token_ok_says_the_token_works(upstream, mountsea_client):
     upstream.get(RESULT_URL, status=404, json={"message": "Task not found"})
 
-    assert client.check_token() == TokenOk()
+    assert mountsea_client.check_token() == TokenOk()
     assert TokenOk().message == "The token works."
 
 
@@ -898,10 +910,12 @@ def test_invalid_base_url_is_not_sent(base_url):
         (requests.exceptions.RequestException("unknown"), True),
     ],
 )
-def test_requests_exceptions_map_to_network_errors(upstream, client, exc, sent):
+def test_requests_exceptions_map_to_network_errors(
+    upstream, mountsea_client, exc, sent
+):
     upstream.post(GENERATE_URL, body=exc)
 
-    outcome = client.generate(PAYLOAD)
+    outcome = mountsea_client.generate(PAYLOAD)
 
     assert isinstance(outcome, NetworkError)
     assert outcome.sent is sent
@@ -910,10 +924,10 @@ def test_requests_exceptions_map_to_network_errors(upstream, client, exc, sent):
 # --- The token stays secret ---------------------------------------------------
 
 
-def test_client_repr_hides_the_token(client):
-    assert TOKEN not in repr(client)
-    assert TOKEN not in str(client)
-    assert repr(client) == (
+def test_client_repr_hides_the_token(mountsea_client):
+    assert TOKEN not in repr(mountsea_client)
+    assert TOKEN not in str(mountsea_client)
+    assert repr(mountsea_client) == (
         "MountseaClient(base_url='https://upstream.test', connect_timeout=4, "
         "read_timeout=25)"
     )
@@ -932,7 +946,7 @@ def test_client_repr_hides_the_token(client):
     ],
 )
 def test_token_echoed_by_the_upstream_is_scrubbed(
-    upstream, client, caplog, status, body
+    upstream, mountsea_client, caplog, status, body
 ):
     caplog.set_level(logging.DEBUG)
     upstream.post(
@@ -942,18 +956,18 @@ def test_token_echoed_by_the_upstream_is_scrubbed(
         headers={"Location": f"https://x.test/?t={TOKEN}"},
     )
 
-    outcome = client.generate(PAYLOAD)
+    outcome = mountsea_client.generate(PAYLOAD)
 
     assert_token_hidden(outcome, caplog.text)
     assert TOKEN not in json.dumps(getattr(outcome, "errors", {}))
 
 
-def test_token_echoed_in_a_task_error_is_scrubbed(upstream, client):
+def test_token_echoed_in_a_task_error_is_scrubbed(upstream, mountsea_client):
     upstream.get(
         RESULT_URL, json={"status": "failed", "errorMessage": f"token {TOKEN} revoked"}
     )
 
-    outcome = client.task_result("t-1")
+    outcome = mountsea_client.task_result("t-1")
 
     assert outcome.error_message == "token **** revoked"
     assert TOKEN not in outcome.message
@@ -970,11 +984,11 @@ def test_token_echoed_in_a_task_error_is_scrubbed(upstream, client):
         requests.exceptions.SSLError(f"ssl {TOKEN}"),
     ],
 )
-def test_token_in_an_exception_text_is_scrubbed(upstream, client, caplog, exc):
+def test_token_in_an_exception_text_is_scrubbed(upstream, mountsea_client, caplog, exc):
     caplog.set_level(logging.DEBUG)
     upstream.post(GENERATE_URL, body=exc)
 
-    outcome = client.generate(PAYLOAD)
+    outcome = mountsea_client.generate(PAYLOAD)
 
     assert isinstance(outcome, NetworkError)
     assert_token_hidden(outcome, caplog.text)
@@ -1038,13 +1052,13 @@ def test_missing_token_fails_without_calling(upstream, token):
 # --- Logging ------------------------------------------------------------------
 
 
-def test_each_call_logs_one_info_line(upstream, client, caplog):
+def test_each_call_logs_one_info_line(upstream, mountsea_client, caplog):
     caplog.set_level(logging.INFO, logger="bananaweb.mountsea")
     upstream.post(GENERATE_URL, status=201, json={"taskId": "t-1"})
     upstream.get(RESULT_URL, status=200, json={"status": "pending"})
 
-    client.generate(PAYLOAD)
-    client.task_result("t-1")
+    mountsea_client.generate(PAYLOAD)
+    mountsea_client.task_result("t-1")
 
     records = [r for r in caplog.records if r.name == "bananaweb.mountsea"]
     assert [r.levelno for r in records] == [logging.INFO, logging.INFO]

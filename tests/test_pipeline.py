@@ -22,17 +22,17 @@ def simulator():
 
 
 @pytest.fixture(autouse=True)
-def upstream(simulator, settings, db):
+def upstream(simulator, settings, db, clear_tasks):
     simulator.reset()
     settings.MOUNTSEA_BASE_URL = simulator.url
     settings.MOUNTSEA_READ_TIMEOUT = 2
     settings.BANANAWEB_POLL_FIRST_DELAY = 0
-    default_task_backend.clear()
-    yield simulator
-    default_task_backend.clear()
+    return simulator
 
 
-def run_pipeline(user, data, django_capture_on_commit_callbacks, *, budget: float = 15) -> ImageRequest:
+def run_pipeline(
+    user, data, django_capture_on_commit_callbacks, *, budget: float = 15
+) -> ImageRequest:
     """Create a request, then run every task it enqueues (polls included) until none are left."""
     with django_capture_on_commit_callbacks(execute=True):
         image_request = services.image_request_create(user=user, data=data)
@@ -54,9 +54,18 @@ def sim_token(db):
     return UpstreamTokenFactory(name="sim", secret_value="sim-team-token-0001")
 
 
-def test_generate_ends_with_a_stored_image_at_the_requested_ratio(user, sim_token, django_capture_on_commit_callbacks, upstream):
+def test_generate_ends_with_a_stored_image_at_the_requested_ratio(
+    user, sim_token, django_capture_on_commit_callbacks, upstream
+):
     image_request = run_pipeline(
-        user, {"action": "generate", "prompt": "A banana on the moon", "model": "nano-banana-2", "aspect_ratio": "16:9", "resolution": "1K"},
+        user,
+        {
+            "action": "generate",
+            "prompt": "A banana on the moon",
+            "model": "nano-banana-2",
+            "aspect_ratio": "16:9",
+            "resolution": "1K",
+        },
         django_capture_on_commit_callbacks,
     )
     assert image_request.status == Status.COMPLETED, image_request.error_message
@@ -66,40 +75,82 @@ def test_generate_ends_with_a_stored_image_at_the_requested_ratio(user, sim_toke
     assert image.source_url.startswith(upstream.url + "/images/")
     with Image.open(image.file.open("rb")) as stored:
         assert stored.size == (1024, 576)
-    sent = [body for method, path, body in upstream.requests if path == "/gemini/image/generate"]
-    assert sent == [{"prompt": "A banana on the moon", "action": "generate", "num_images": 1,
-                     "model": "nano-banana-2", "aspect_ratio": "16:9", "resolution": "1K"}]
+    sent = [
+        body
+        for method, path, body in upstream.requests
+        if path == "/gemini/image/generate"
+    ]
+    assert sent == [
+        {
+            "prompt": "A banana on the moon",
+            "action": "generate",
+            "num_images": 1,
+            "model": "nano-banana-2",
+            "aspect_ratio": "16:9",
+            "resolution": "1K",
+        }
+    ]
 
 
-def test_edit_through_the_url_of_a_generated_image(user, sim_token, django_capture_on_commit_callbacks):
-    first = run_pipeline(user, {"action": "generate", "prompt": "A plain banana"}, django_capture_on_commit_callbacks)
+def test_edit_through_the_url_of_a_generated_image(
+    user, sim_token, django_capture_on_commit_callbacks
+):
+    first = run_pipeline(
+        user,
+        {"action": "generate", "prompt": "A plain banana"},
+        django_capture_on_commit_callbacks,
+    )
     source_url = first.images.get().source_url
     edited = run_pipeline(
-        user, {"action": "edit", "prompt": "Make it purple", "image_urls": [source_url]}, django_capture_on_commit_callbacks
+        user,
+        {"action": "edit", "prompt": "Make it purple", "image_urls": [source_url]},
+        django_capture_on_commit_callbacks,
     )
     assert edited.status == Status.COMPLETED, edited.error_message
     assert edited.image_urls == [source_url]
     assert edited.images.count() == 1
 
 
-def test_simulated_task_failure_is_shown_in_plain_words(user, sim_token, django_capture_on_commit_callbacks):
-    image_request = run_pipeline(user, {"action": "generate", "prompt": "Doomed [sim:fail]"}, django_capture_on_commit_callbacks)
+def test_simulated_task_failure_is_shown_in_plain_words(
+    user, sim_token, django_capture_on_commit_callbacks
+):
+    image_request = run_pipeline(
+        user,
+        {"action": "generate", "prompt": "Doomed [sim:fail]"},
+        django_capture_on_commit_callbacks,
+    )
     assert image_request.status == Status.FAILED
-    assert image_request.error_message.startswith("The image service could not make this image")
+    assert image_request.error_message.startswith(
+        "The image service could not make this image"
+    )
     assert not image_request.counts_toward_quota
 
 
-def test_slow_submit_is_unknown_and_sent_only_once(user, sim_token, django_capture_on_commit_callbacks, upstream):
+def test_slow_submit_is_unknown_and_sent_only_once(
+    user, sim_token, django_capture_on_commit_callbacks, upstream
+):
     upstream.configure(slow_seconds=4)
-    image_request = run_pipeline(user, {"action": "generate", "prompt": "Slow [sim:slow]"}, django_capture_on_commit_callbacks)
+    image_request = run_pipeline(
+        user,
+        {"action": "generate", "prompt": "Slow [sim:slow]"},
+        django_capture_on_commit_callbacks,
+    )
     assert image_request.status == Status.UNKNOWN
-    assert [path for _, path, _ in upstream.requests].count("/gemini/image/generate") == 1
+    assert [path for _, path, _ in upstream.requests].count(
+        "/gemini/image/generate"
+    ) == 1
 
 
-def test_bad_token_is_suspended_and_the_good_one_used(user, django_capture_on_commit_callbacks, upstream):
+def test_bad_token_is_suspended_and_the_good_one_used(
+    user, django_capture_on_commit_callbacks, upstream
+):
     UpstreamTokenFactory(name="bad", secret_value="not-a-simulator-token", priority=5)
     UpstreamTokenFactory(name="good", secret_value="sim-good-token-0002", priority=1)
-    image_request = run_pipeline(user, {"action": "generate", "prompt": "Failover"}, django_capture_on_commit_callbacks)
+    image_request = run_pipeline(
+        user,
+        {"action": "generate", "prompt": "Failover"},
+        django_capture_on_commit_callbacks,
+    )
     assert image_request.status == Status.COMPLETED, image_request.error_message
     assert image_request.upstream_token.name == "good"
     bad = UpstreamToken.objects.get(name="bad")
@@ -108,16 +159,28 @@ def test_bad_token_is_suspended_and_the_good_one_used(user, django_capture_on_co
 
 
 @pytest.mark.parametrize("shape", ["nested", "base64", "url_string"])
-def test_every_result_shape_yields_the_image(user, sim_token, django_capture_on_commit_callbacks, shape):
-    image_request = run_pipeline(user, {"action": "generate", "prompt": f"Shape [sim:{shape}]"}, django_capture_on_commit_callbacks)
+def test_every_result_shape_yields_the_image(
+    user, sim_token, django_capture_on_commit_callbacks, shape
+):
+    image_request = run_pipeline(
+        user,
+        {"action": "generate", "prompt": f"Shape [sim:{shape}]"},
+        django_capture_on_commit_callbacks,
+    )
     assert image_request.status == Status.COMPLETED, image_request.error_message
     assert image_request.images.count() == 1
 
 
-def test_edit_with_an_unreachable_url_fails_before_anything_is_sent(user, sim_token, django_capture_on_commit_callbacks, upstream):
+def test_edit_with_an_unreachable_url_fails_before_anything_is_sent(
+    user, sim_token, django_capture_on_commit_callbacks, upstream
+):
     image_request = run_pipeline(
-        user, {"action": "edit", "prompt": "x", "image_urls": ["http://10.1.2.3/cat.png"]}, django_capture_on_commit_callbacks
+        user,
+        {"action": "edit", "prompt": "x", "image_urls": ["http://10.1.2.3/cat.png"]},
+        django_capture_on_commit_callbacks,
     )
     assert image_request.status == Status.FAILED
     assert "private" in image_request.error_message
-    assert not [path for _, path, _ in upstream.requests if path == "/gemini/image/generate"]
+    assert not [
+        path for _, path, _ in upstream.requests if path == "/gemini/image/generate"
+    ]

@@ -1,6 +1,5 @@
 """The request pipeline's services, with the upstream mocked at the HTTP level."""
 
-import io
 import json
 from datetime import timedelta
 from unittest import mock
@@ -15,8 +14,12 @@ from PIL import Image
 
 from bananaweb import fetching, services
 from bananaweb.models import ImageRequest, TokenAuditEntry, UpstreamToken, UserQuota
-from bananaweb.tasks import image_request_fetch_images_task, image_request_poll_task, image_request_submit_task
-from tests.factories import ImageRequestFactory, UpstreamTokenFactory
+from bananaweb.tasks import (
+    image_request_fetch_images_task,
+    image_request_poll_task,
+    image_request_submit_task,
+)
+from tests.factories import ImageRequestFactory, UpstreamTokenFactory, png_bytes
 
 UPSTREAM = "https://upstream.test"
 GENERATE = f"{UPSTREAM}/gemini/image/generate"
@@ -24,40 +27,41 @@ RESULT = f"{UPSTREAM}/gemini/task/result"
 Status = ImageRequest.Status
 
 
-@pytest.fixture(autouse=True)
-def clear_tasks():
-    default_task_backend.clear()
-    yield
-    default_task_backend.clear()
+pytestmark = pytest.mark.usefixtures("clear_tasks")
 
 
 def enqueued(task) -> list:
     return [r.args for r in default_task_backend.results if r.task.name == task.name]
 
 
-def png_bytes(size=(64, 48)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, "orange").save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 def create(user, django_capture_on_commit_callbacks, **data) -> ImageRequest:
     with django_capture_on_commit_callbacks(execute=True):
-        return services.image_request_create(user=user, data={"action": "generate", "prompt": "A banana"} | data)
+        return services.image_request_create(
+            user=user, data={"action": "generate", "prompt": "A banana"} | data
+        )
 
 
 # --- create ---------------------------------------------------------------------------
 
 
-def test_create_saves_before_sending_and_enqueues_submit(user, django_capture_on_commit_callbacks):
-    image_request = create(user, django_capture_on_commit_callbacks, model="nano-banana-pro", resolution="2K")
+def test_create_saves_before_sending_and_enqueues_submit(
+    user, django_capture_on_commit_callbacks
+):
+    image_request = create(
+        user,
+        django_capture_on_commit_callbacks,
+        model="nano-banana-pro",
+        resolution="2K",
+    )
     assert ImageRequest.objects.get(pk=image_request.pk).status == Status.QUEUED
     assert enqueued(image_request_submit_task) == [[image_request.pk]]
 
 
 def test_create_refuses_invalid_options_and_saves_nothing(user):
     with pytest.raises(ValidationError) as exc:
-        services.image_request_create(user=user, data={"action": "edit", "prompt": "Blue", "image_urls": []})
+        services.image_request_create(
+            user=user, data={"action": "edit", "prompt": "Blue", "image_urls": []}
+        )
     assert "image_urls" in exc.value.message_dict
     assert not ImageRequest.objects.exists()
     assert not default_task_backend.results
@@ -67,7 +71,9 @@ def test_over_quota_is_refused_with_reset_time(user, settings):
     settings.BANANAWEB_DEFAULT_DAILY_QUOTA = 2
     ImageRequestFactory.create_batch(2, user=user)
     with pytest.raises(services.QuotaExceeded) as exc:
-        services.image_request_create(user=user, data={"action": "generate", "prompt": "One more"})
+        services.image_request_create(
+            user=user, data={"action": "generate", "prompt": "One more"}
+        )
     assert "all 2 of today's requests" in str(exc.value)
     assert "resets at 00:00" in str(exc.value)
     assert ImageRequest.objects.count() == 2
@@ -78,24 +84,36 @@ def test_per_user_quota_overrides_default(user, settings):
     settings.BANANAWEB_DEFAULT_DAILY_QUOTA = 1
     UserQuota.objects.create(user=user, daily_limit=3)
     ImageRequestFactory.create_batch(2, user=user)
-    services.image_request_create(user=user, data={"action": "generate", "prompt": "Third"})
+    services.image_request_create(
+        user=user, data={"action": "generate", "prompt": "Third"}
+    )
     assert services.quota_usage(user=user).remaining == 0
 
 
 def test_given_back_and_yesterdays_requests_do_not_count(user, settings):
     settings.BANANAWEB_DEFAULT_DAILY_QUOTA = 1
     ImageRequestFactory(user=user, counts_toward_quota=False, status=Status.FAILED)
-    ImageRequestFactory(user=user, created_at=timezone.now() - timedelta(days=1, hours=1))
-    services.image_request_create(user=user, data={"action": "generate", "prompt": "Fits"})
+    ImageRequestFactory(
+        user=user, created_at=timezone.now() - timedelta(days=1, hours=1)
+    )
+    image_request = services.image_request_create(
+        user=user, data={"action": "generate", "prompt": "Fits"}
+    )
+    assert ImageRequest.objects.get(pk=image_request.pk).status == Status.QUEUED
+    assert services.quota_usage(user=user).used == 1  # only the new one counts
 
 
 # --- submit ---------------------------------------------------------------------------
 
 
 @responses.activate
-def test_submit_stores_task_id_and_schedules_poll(user, upstream_token, django_capture_on_commit_callbacks):
+def test_submit_stores_task_id_and_schedules_poll(
+    user, upstream_token, django_capture_on_commit_callbacks
+):
     responses.post(GENERATE, json={"taskId": "up-1"}, status=201)
-    image_request = ImageRequestFactory(user=user, model="nano-banana-fast", aspect_ratio="16:9")
+    image_request = ImageRequestFactory(
+        user=user, model="nano-banana-fast", aspect_ratio="16:9"
+    )
     with django_capture_on_commit_callbacks(execute=True):
         image_request_submit_task.call(image_request.pk)
     image_request.refresh_from_db()
@@ -103,10 +121,16 @@ def test_submit_stores_task_id_and_schedules_poll(user, upstream_token, django_c
     assert image_request.upstream_task_id == "up-1"
     assert image_request.upstream_token == upstream_token
     assert json.loads(responses.calls[0].request.body) == {
-        "prompt": image_request.prompt, "action": "generate", "num_images": 1,
-        "model": "nano-banana-fast", "aspect_ratio": "16:9",
+        "prompt": image_request.prompt,
+        "action": "generate",
+        "num_images": 1,
+        "model": "nano-banana-fast",
+        "aspect_ratio": "16:9",
     }
-    assert responses.calls[0].request.headers["Authorization"] == "Bearer test-upstream-token"
+    assert (
+        responses.calls[0].request.headers["Authorization"]
+        == "Bearer test-upstream-token"
+    )
     assert enqueued(image_request_poll_task) == [[image_request.pk]]
 
 
@@ -120,7 +144,9 @@ def test_submit_never_sends_twice(user, upstream_token):
 
 
 @responses.activate
-def test_read_timeout_is_unknown_and_never_resent(user, upstream_token, django_capture_on_commit_callbacks):
+def test_read_timeout_is_unknown_and_never_resent(
+    user, upstream_token, django_capture_on_commit_callbacks
+):
     responses.post(GENERATE, body=requests.ReadTimeout("read timed out"))
     image_request = ImageRequestFactory(user=user)
     with django_capture_on_commit_callbacks(execute=True):
@@ -143,8 +169,14 @@ def test_malformed_answer_is_unknown(user, upstream_token):
 
 
 @responses.activate
-def test_rejection_fails_with_upstream_message_and_gives_quota_back(user, upstream_token):
-    responses.post(GENERATE, json={"statusCode": 400, "message": "prompt violates policy"}, status=400)
+def test_rejection_fails_with_upstream_message_and_gives_quota_back(
+    user, upstream_token
+):
+    responses.post(
+        GENERATE,
+        json={"statusCode": 400, "message": "prompt violates policy"},
+        status=400,
+    )
     image_request = ImageRequestFactory(user=user)
     image_request_submit_task.call(image_request.pk)
     image_request.refresh_from_db()
@@ -154,13 +186,27 @@ def test_rejection_fails_with_upstream_message_and_gives_quota_back(user, upstre
 
 
 @responses.activate
-def test_401_suspends_token_and_fails_over_to_next(user, django_capture_on_commit_callbacks):
+def test_401_suspends_token_and_fails_over_to_next(
+    user, django_capture_on_commit_callbacks
+):
     bad = UpstreamTokenFactory(name="bad", secret_value="sim-bad-0001", priority=10)
     good = UpstreamTokenFactory(name="good", secret_value="sim-good-0002", priority=0)
-    responses.post(GENERATE, json={"message": "Unauthorized"}, status=401,
-                   match=[responses.matchers.header_matcher({"Authorization": "Bearer sim-bad-0001"})])
-    responses.post(GENERATE, json={"taskId": "up-2"}, status=201,
-                   match=[responses.matchers.header_matcher({"Authorization": "Bearer sim-good-0002"})])
+    responses.post(
+        GENERATE,
+        json={"message": "Unauthorized"},
+        status=401,
+        match=[
+            responses.matchers.header_matcher({"Authorization": "Bearer sim-bad-0001"})
+        ],
+    )
+    responses.post(
+        GENERATE,
+        json={"taskId": "up-2"},
+        status=201,
+        match=[
+            responses.matchers.header_matcher({"Authorization": "Bearer sim-good-0002"})
+        ],
+    )
     image_request = ImageRequestFactory(user=user)
     with django_capture_on_commit_callbacks(execute=True):
         image_request_submit_task.call(image_request.pk)
@@ -170,12 +216,21 @@ def test_401_suspends_token_and_fails_over_to_next(user, django_capture_on_commi
     assert image_request.upstream_token == good
     assert bad.state == "suspended" and "401" in bad.suspended_reason
     assert TokenAuditEntry.objects.filter(token=bad, event="suspended").exists()
-    assert any(r.task.name == "token_recheck_task" for r in default_task_backend.results)
+    assert any(
+        r.task.name == "token_recheck_task" for r in default_task_backend.results
+    )
 
 
 @responses.activate
-def test_429_cools_token_down_and_requeues(user, upstream_token, django_capture_on_commit_callbacks):
-    responses.post(GENERATE, json={"message": "slow down"}, status=429, headers={"Retry-After": "20"})
+def test_429_cools_token_down_and_requeues(
+    user, upstream_token, django_capture_on_commit_callbacks
+):
+    responses.post(
+        GENERATE,
+        json={"message": "slow down"},
+        status=429,
+        headers={"Retry-After": "20"},
+    )
     image_request = ImageRequestFactory(user=user)
     with django_capture_on_commit_callbacks(execute=True):
         image_request_submit_task.call(image_request.pk)
@@ -184,7 +239,11 @@ def test_429_cools_token_down_and_requeues(user, upstream_token, django_capture_
     assert image_request.status == Status.QUEUED
     assert upstream_token.state == "cooling down"
     assert upstream_token.cooldown_until > timezone.now() + timedelta(seconds=15)
-    retry = [r for r in default_task_backend.results if r.task.name == "image_request_submit_task"]
+    retry = [
+        r
+        for r in default_task_backend.results
+        if r.task.name == "image_request_submit_task"
+    ]
     assert retry and retry[0].task.run_after > timezone.now() + timedelta(seconds=15)
 
 
@@ -237,19 +296,30 @@ def test_tokens_share_load_within_a_priority(user):
 
 
 def in_progress(user, token, **fields) -> ImageRequest:
-    defaults = {"status": Status.IN_PROGRESS, "upstream_task_id": "up-1", "upstream_status": "pending",
-                "submitted_at": timezone.now()}
+    defaults = {
+        "status": Status.IN_PROGRESS,
+        "upstream_task_id": "up-1",
+        "upstream_status": "pending",
+        "submitted_at": timezone.now(),
+    }
     return ImageRequestFactory(user=user, upstream_token=token, **(defaults | fields))
 
 
 @responses.activate
-def test_poll_uses_the_submitting_token(user, upstream_token, django_capture_on_commit_callbacks):
+def test_poll_uses_the_submitting_token(
+    user, upstream_token, django_capture_on_commit_callbacks
+):
     UpstreamTokenFactory(name="other", priority=100)
-    responses.get(RESULT, json={"taskId": "up-1", "status": "processing", "result": None})
+    responses.get(
+        RESULT, json={"taskId": "up-1", "status": "processing", "result": None}
+    )
     image_request = in_progress(user, upstream_token)
     with django_capture_on_commit_callbacks(execute=True):
         image_request_poll_task.call(image_request.pk)
-    assert responses.calls[0].request.headers["Authorization"] == "Bearer test-upstream-token"
+    assert (
+        responses.calls[0].request.headers["Authorization"]
+        == "Bearer test-upstream-token"
+    )
     assert "taskId=up-1" in responses.calls[0].request.url
     image_request.refresh_from_db()
     assert image_request.upstream_status == "processing"
@@ -257,7 +327,9 @@ def test_poll_uses_the_submitting_token(user, upstream_token, django_capture_on_
 
 
 @responses.activate
-def test_unknown_status_counts_as_in_flight(user, upstream_token, django_capture_on_commit_callbacks):
+def test_unknown_status_counts_as_in_flight(
+    user, upstream_token, django_capture_on_commit_callbacks
+):
     responses.get(RESULT, json={"taskId": "up-1", "status": "queued-for-gpu"})
     image_request = in_progress(user, upstream_token)
     with django_capture_on_commit_callbacks(execute=True):
@@ -269,8 +341,12 @@ def test_unknown_status_counts_as_in_flight(user, upstream_token, django_capture
 
 @pytest.mark.parametrize("status", ["failed", "cancelled", "timeout"])
 @responses.activate
-def test_terminal_failure_shows_reason_and_gives_quota_back(user, upstream_token, status):
-    responses.get(RESULT, json={"taskId": "up-1", "status": status, "errorMessage": "GPU on fire"})
+def test_terminal_failure_shows_reason_and_gives_quota_back(
+    user, upstream_token, status
+):
+    responses.get(
+        RESULT, json={"taskId": "up-1", "status": status, "errorMessage": "GPU on fire"}
+    )
     image_request = in_progress(user, upstream_token)
     image_request_poll_task.call(image_request.pk)
     image_request.refresh_from_db()
@@ -285,7 +361,9 @@ def test_poll_gives_up_after_the_deadline(user, upstream_token, settings):
     settings.BANANAWEB_POLL_DEADLINE = 60
     responses.get(RESULT, json={"taskId": "up-1", "status": "processing"})
     image_request = in_progress(user, upstream_token)
-    ImageRequest.objects.filter(pk=image_request.pk).update(submitted_at=timezone.now() - timedelta(minutes=2))
+    ImageRequest.objects.filter(pk=image_request.pk).update(
+        submitted_at=timezone.now() - timedelta(minutes=2)
+    )
     image_request_poll_task.call(image_request.pk)
     image_request.refresh_from_db()
     assert image_request.status == Status.FAILED
@@ -293,7 +371,9 @@ def test_poll_gives_up_after_the_deadline(user, upstream_token, settings):
 
 
 @responses.activate
-def test_poll_network_error_keeps_polling(user, upstream_token, django_capture_on_commit_callbacks):
+def test_poll_network_error_keeps_polling(
+    user, upstream_token, django_capture_on_commit_callbacks
+):
     responses.get(RESULT, body=requests.ConnectionError("reset"))
     image_request = in_progress(user, upstream_token)
     with django_capture_on_commit_callbacks(execute=True):
@@ -304,16 +384,27 @@ def test_poll_network_error_keeps_polling(user, upstream_token, django_capture_o
 
 
 @responses.activate
-def test_completed_task_images_are_stored_with_thumbnails(user, upstream_token, django_capture_on_commit_callbacks, settings):
+def test_completed_task_images_are_stored_with_thumbnails(
+    user, upstream_token, django_capture_on_commit_callbacks, settings
+):
     settings.MOUNTSEA_BASE_URL = "https://upstream.test"
     image_url = "https://cdn.upstream.test/out/1.png"
-    responses.get(RESULT, json={"taskId": "up-1", "status": "completed", "result": {"data": [{"image": {"url": image_url}}]}})
+    responses.get(
+        RESULT,
+        json={
+            "taskId": "up-1",
+            "status": "completed",
+            "result": {"data": [{"image": {"url": image_url}}]},
+        },
+    )
     image_request = in_progress(user, upstream_token)
     with django_capture_on_commit_callbacks(execute=True):
         image_request_poll_task.call(image_request.pk)
     assert enqueued(image_request_fetch_images_task) == [[image_request.pk]]
 
-    fetched = fetching.Fetched(content=png_bytes((80, 40)), content_type="image/png", url=image_url)
+    fetched = fetching.Fetched(
+        content=png_bytes((80, 40)), content_type="image/png", url=image_url
+    )
     with mock.patch.object(fetching, "fetch", return_value=fetched) as fetch:
         image_request_fetch_images_task.call(image_request.pk)
     assert fetch.call_args.args[0] == image_url
@@ -321,14 +412,21 @@ def test_completed_task_images_are_stored_with_thumbnails(user, upstream_token, 
     image_request.refresh_from_db()
     assert image_request.status == Status.COMPLETED
     image = image_request.images.get()
-    assert (image.width, image.height, image.content_type, image.source_url) == (80, 40, "image/png", image_url)
+    assert (image.width, image.height, image.content_type, image.source_url) == (
+        80,
+        40,
+        "image/png",
+        image_url,
+    )
     assert image.size_bytes == image.file.size
     with Image.open(image.thumbnail.open("rb")) as thumb:
         assert thumb.format == "WEBP"
 
 
 def test_completed_without_images_fails_plainly(user, upstream_token):
-    image_request = in_progress(user, upstream_token, upstream_status="completed", result={"note": "nothing"})
+    image_request = in_progress(
+        user, upstream_token, upstream_status="completed", result={"note": "nothing"}
+    )
     image_request_fetch_images_task.call(image_request.pk)
     image_request.refresh_from_db()
     assert image_request.status == Status.FAILED
@@ -339,7 +437,9 @@ def test_base64_result_image_is_stored(user, upstream_token):
     import base64
 
     result = {"images": [{"b64_json": base64.b64encode(png_bytes()).decode()}]}
-    image_request = in_progress(user, upstream_token, upstream_status="completed", result=result)
+    image_request = in_progress(
+        user, upstream_token, upstream_status="completed", result=result
+    )
     image_request_fetch_images_task.call(image_request.pk)
     image_request.refresh_from_db()
     assert image_request.status == Status.COMPLETED
@@ -347,19 +447,39 @@ def test_base64_result_image_is_stored(user, upstream_token):
 
 
 def test_resubmit_copies_parameters(user, django_capture_on_commit_callbacks):
-    old = ImageRequestFactory(user=user, status=Status.UNKNOWN, model="nano-banana-2", aspect_ratio="8:1", resolution="4K")
+    old = ImageRequestFactory(
+        user=user,
+        status=Status.UNKNOWN,
+        model="nano-banana-2",
+        aspect_ratio="8:1",
+        resolution="4K",
+    )
     new = services.image_request_resubmit(image_request=old)
     assert new.pk != old.pk
-    assert (new.model, new.aspect_ratio, new.resolution, new.status) == ("nano-banana-2", "8:1", "4K", Status.QUEUED)
+    assert (new.model, new.aspect_ratio, new.resolution, new.status) == (
+        "nano-banana-2",
+        "8:1",
+        "4K",
+        Status.QUEUED,
+    )
 
 
 def test_a_bad_extra_url_does_not_lose_the_good_image(user, upstream_token):
-    result = {"images": [{"url": "https://cdn.test/broken.png"}, {"url": "https://cdn.test/good.png"}]}
-    image_request = in_progress(user, upstream_token, upstream_status="completed", result=result)
+    result = {
+        "images": [
+            {"url": "https://cdn.test/broken.png"},
+            {"url": "https://cdn.test/good.png"},
+        ]
+    }
+    image_request = in_progress(
+        user, upstream_token, upstream_status="completed", result=result
+    )
 
     def fake_fetch(url, **kwargs):
         if "broken" in url:
-            raise fetching.FetchError("The image at https://cdn.test/broken.png is not an image.")
+            raise fetching.FetchError(
+                "The image at https://cdn.test/broken.png is not an image."
+            )
         return fetching.Fetched(content=png_bytes(), content_type="image/png", url=url)
 
     with mock.patch.object(fetching, "fetch", side_effect=fake_fetch):
@@ -371,8 +491,19 @@ def test_a_bad_extra_url_does_not_lose_the_good_image(user, upstream_token):
 
 
 def test_no_fetchable_image_fails_with_the_reason(user, upstream_token):
-    image_request = in_progress(user, upstream_token, upstream_status="completed", result={"url": "https://cdn.test/x.png"})
-    with mock.patch.object(fetching, "fetch", side_effect=fetching.FetchError("The image at https://cdn.test/x.png is larger than 10 MB.")):
+    image_request = in_progress(
+        user,
+        upstream_token,
+        upstream_status="completed",
+        result={"url": "https://cdn.test/x.png"},
+    )
+    with mock.patch.object(
+        fetching,
+        "fetch",
+        side_effect=fetching.FetchError(
+            "The image at https://cdn.test/x.png is larger than 10 MB."
+        ),
+    ):
         image_request_fetch_images_task.call(image_request.pk)
     image_request.refresh_from_db()
     assert image_request.status == Status.FAILED
@@ -381,10 +512,24 @@ def test_no_fetchable_image_fails_with_the_reason(user, upstream_token):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("num_images", 1.5), ("num_images", True), ("num_images", "1"), ("image_urls", 7), ("image_urls", "https://a.test/x.png")],
+    [
+        ("num_images", 1.5),
+        ("num_images", True),
+        ("num_images", "1"),
+        ("image_urls", 7),
+        ("image_urls", "https://a.test/x.png"),
+    ],
 )
 def test_create_checks_raw_values_before_any_coercion(user, field, value):
     with pytest.raises(ValidationError) as exc:
-        services.image_request_create(user=user, data={"action": "edit", "prompt": "p", "image_urls": ["https://a.test/1.png"], field: value})
+        services.image_request_create(
+            user=user,
+            data={
+                "action": "edit",
+                "prompt": "p",
+                "image_urls": ["https://a.test/1.png"],
+                field: value,
+            },
+        )
     assert field in exc.value.message_dict
     assert not ImageRequest.objects.exists()

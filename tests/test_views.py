@@ -1,37 +1,18 @@
 """The pages and their htmx fragments, and per-user isolation in every view."""
 
-import io
-
 import pytest
-from django.core.files.base import ContentFile
 from django.tasks import default_task_backend
 from django.urls import reverse
 from django_htmx.http import HTMX_STOP_POLLING
-from PIL import Image
 
-from bananaweb.models import GeneratedImage, ImageRequest
-from tests.factories import ImageRequestFactory
+from bananaweb.models import ImageRequest
+from tests.factories import ImageRequestFactory, make_image
 
 Status = ImageRequest.Status
 HTMX = {"HX-Request": "true"}
 
 
-@pytest.fixture(autouse=True)
-def clear_tasks():
-    default_task_backend.clear()
-    yield
-    default_task_backend.clear()
-
-
-def make_image(image_request: ImageRequest) -> GeneratedImage:
-    buffer = io.BytesIO()
-    Image.new("RGB", (30, 20), "purple").save(buffer, "PNG")
-    image = GeneratedImage(image_request=image_request, content_type="image/png", width=30, height=20,
-                           size_bytes=len(buffer.getvalue()), source_url="https://cdn.test/a.png")
-    image.file.save("image-0.png", ContentFile(buffer.getvalue()), save=False)
-    image.thumbnail.save("thumb-0.webp", ContentFile(buffer.getvalue()), save=False)
-    image.save()
-    return image
+pytestmark = pytest.mark.usefixtures("clear_tasks")
 
 
 # --- sign-in ----------------------------------------------------------------------------
@@ -59,17 +40,23 @@ def test_main_page_has_both_forms_with_api_field_names(client_logged_in):
         assert f">{label}</label>" in html
     for name in ("prompt", "model", "aspect_ratio", "image_urls"):
         assert f'name="{name}"' in html
-    assert "Nano Banana Fast has one resolution." in html  # the default model's resolution is fixed
+    assert (
+        "Nano Banana Fast has one resolution." in html
+    )  # the default model's resolution is fixed
     assert ">Generate</button>" in html and ">Edit</button>" in html
     assert "Nothing here yet" in html
 
 
-def test_history_shows_only_own_requests_newest_first(client_logged_in, user, other_user):
+def test_history_shows_only_own_requests_newest_first(
+    client_logged_in, user, other_user
+):
     old = ImageRequestFactory(user=user, prompt="old banana")
     new = ImageRequestFactory(user=user, prompt="new banana")
     ImageRequestFactory(user=other_user, prompt="someone else's secret")
     html = client_logged_in.get(reverse("index")).content.decode()
-    assert "someone else&#x27;s secret" not in html and "someone else's secret" not in html
+    assert (
+        "someone else&#x27;s secret" not in html and "someone else's secret" not in html
+    )
     assert html.index(f'id="request-{new.pk}"') < html.index(f'id="request-{old.pk}"')
 
 
@@ -84,16 +71,28 @@ def test_history_is_paginated(client_logged_in, user, settings):
     assert "<form" not in html  # only the history fragment
 
 
-def test_create_with_htmx_returns_fresh_form_and_new_card(client_logged_in, user, django_capture_on_commit_callbacks):
+def test_create_with_htmx_returns_fresh_form_and_new_card(
+    client_logged_in, user, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         response = client_logged_in.post(
             reverse("request-create"),
-            {"action": "generate", "prompt": "A banana boat", "model": "nano-banana-pro", "aspect_ratio": "16:9", "resolution": "2K"},
+            {
+                "action": "generate",
+                "prompt": "A banana boat",
+                "model": "nano-banana-pro",
+                "aspect_ratio": "16:9",
+                "resolution": "2K",
+            },
             headers=HTMX,
         )
     assert response.status_code == 200
     image_request = ImageRequest.objects.get()
-    assert (image_request.user, image_request.model, image_request.resolution) == (user, "nano-banana-pro", "2K")
+    assert (image_request.user, image_request.model, image_request.resolution) == (
+        user,
+        "nano-banana-pro",
+        "2K",
+    )
     html = response.content.decode()
     assert 'hx-swap-oob="afterbegin:#history-list"' in html
     assert f'id="request-{image_request.pk}"' in html
@@ -103,7 +102,9 @@ def test_create_with_htmx_returns_fresh_form_and_new_card(client_logged_in, user
 
 
 def test_create_without_js_redirects(client_logged_in):
-    response = client_logged_in.post(reverse("request-create"), {"action": "generate", "prompt": "A banana"})
+    response = client_logged_in.post(
+        reverse("request-create"), {"action": "generate", "prompt": "A banana"}
+    )
     assert response.status_code == 302
     assert ImageRequest.objects.count() == 1
 
@@ -111,7 +112,12 @@ def test_create_without_js_redirects(client_logged_in):
 def test_invalid_input_shows_inline_error_and_keeps_what_was_typed(client_logged_in):
     response = client_logged_in.post(
         reverse("request-create"),
-        {"action": "generate", "prompt": "My long careful prompt", "model": "nano-banana-fast", "aspect_ratio": "1:8"},
+        {
+            "action": "generate",
+            "prompt": "My long careful prompt",
+            "model": "nano-banana-fast",
+            "aspect_ratio": "1:8",
+        },
         headers=HTMX,
     )
     html = response.content.decode()
@@ -123,23 +129,37 @@ def test_invalid_input_shows_inline_error_and_keeps_what_was_typed(client_logged
 
 
 def test_edit_without_urls_is_an_inline_error(client_logged_in):
-    response = client_logged_in.post(reverse("request-create"), {"action": "edit", "prompt": "Bluer"}, headers=HTMX)
+    response = client_logged_in.post(
+        reverse("request-create"), {"action": "edit", "prompt": "Bluer"}, headers=HTMX
+    )
     assert response.status_code == 422
     assert "Editing needs at least one image URL" in response.content.decode()
     assert response["HX-Retarget"] == "#edit-form"
 
 
 def test_edit_with_urls_is_saved_as_list(client_logged_in):
-    client_logged_in.post(reverse("request-create"), {
-        "action": "edit", "prompt": "Bluer", "image_urls": "https://a.test/1.png\nhttps://a.test/2.png\n",
-    })
-    assert ImageRequest.objects.get().image_urls == ["https://a.test/1.png", "https://a.test/2.png"]
+    client_logged_in.post(
+        reverse("request-create"),
+        {
+            "action": "edit",
+            "prompt": "Bluer",
+            "image_urls": "https://a.test/1.png\nhttps://a.test/2.png\n",
+        },
+    )
+    assert ImageRequest.objects.get().image_urls == [
+        "https://a.test/1.png",
+        "https://a.test/2.png",
+    ]
 
 
 def test_over_quota_says_so_and_saves_nothing(client_logged_in, user, settings):
     settings.BANANAWEB_DEFAULT_DAILY_QUOTA = 1
     ImageRequestFactory(user=user)
-    response = client_logged_in.post(reverse("request-create"), {"action": "generate", "prompt": "more"}, headers=HTMX)
+    response = client_logged_in.post(
+        reverse("request-create"),
+        {"action": "generate", "prompt": "more"},
+        headers=HTMX,
+    )
     assert response.status_code == 429
     assert "used all 1 of today&#x27;s requests" in response.content.decode()
     assert ImageRequest.objects.count() == 1
@@ -153,8 +173,12 @@ def test_over_quota_says_so_and_saves_nothing(client_logged_in, user, settings):
         ("nano-banana-2", ["1:8", "8:1", "16:9"], [], False),
     ],
 )
-def test_options_fragment_offers_only_valid_choices(client_logged_in, model, offered, not_offered, resolution_fixed):
-    response = client_logged_in.get(reverse("request-options"), {"action": "generate", "model": model}, headers=HTMX)
+def test_options_fragment_offers_only_valid_choices(
+    client_logged_in, model, offered, not_offered, resolution_fixed
+):
+    response = client_logged_in.get(
+        reverse("request-options"), {"action": "generate", "model": model}, headers=HTMX
+    )
     html = response.content.decode()
     for ratio in offered:
         assert f'value="{ratio}"' in html
@@ -164,7 +188,15 @@ def test_options_fragment_offers_only_valid_choices(client_logged_in, model, off
 
 
 def test_options_fragment_keeps_a_choice_the_new_model_allows(client_logged_in):
-    response = client_logged_in.get(reverse("request-options"), {"action": "edit", "model": "nano-banana-pro", "aspect_ratio": "4:3", "resolution": "4K"})
+    response = client_logged_in.get(
+        reverse("request-options"),
+        {
+            "action": "edit",
+            "model": "nano-banana-pro",
+            "aspect_ratio": "4:3",
+            "resolution": "4K",
+        },
+    )
     html = response.content.decode()
     assert 'value="4:3" selected' in html and 'value="4K" selected' in html
     assert 'id="edit-aspect_ratio"' in html
@@ -174,48 +206,78 @@ def test_options_fragment_keeps_a_choice_the_new_model_allows(client_logged_in):
 
 
 def test_in_flight_card_keeps_polling(client_logged_in, user):
-    image_request = ImageRequestFactory(user=user, status=Status.IN_PROGRESS, upstream_status="processing")
-    response = client_logged_in.get(reverse("request-card", args=[image_request.pk]), headers=HTMX)
+    image_request = ImageRequestFactory(
+        user=user, status=Status.IN_PROGRESS, upstream_status="processing"
+    )
+    response = client_logged_in.get(
+        reverse("request-card", args=[image_request.pk]), headers=HTMX
+    )
     assert response.status_code == 200
     assert 'hx-trigger="every 2s"' in response.content.decode()
     assert "In progress (processing)" in response.content.decode()
 
 
 def test_terminal_card_stops_polling(client_logged_in, user):
-    image_request = ImageRequestFactory(user=user, status=Status.FAILED, error_message="The model refused.")
-    response = client_logged_in.get(reverse("request-card", args=[image_request.pk]), headers=HTMX)
+    image_request = ImageRequestFactory(
+        user=user, status=Status.FAILED, error_message="The model refused."
+    )
+    response = client_logged_in.get(
+        reverse("request-card", args=[image_request.pk]), headers=HTMX
+    )
     assert response.status_code == HTMX_STOP_POLLING
     html = response.content.decode()
     assert "hx-trigger" not in html
     assert "The model refused." in html
 
 
-def test_card_polling_reads_only_the_database(client_logged_in, user, django_assert_max_num_queries):
+def test_card_polling_reads_only_the_database(
+    client_logged_in, user, django_assert_max_num_queries
+):
     image_request = ImageRequestFactory(user=user, status=Status.IN_PROGRESS)
     with django_assert_max_num_queries(4):
-        client_logged_in.get(reverse("request-card", args=[image_request.pk]), headers=HTMX)
+        client_logged_in.get(
+            reverse("request-card", args=[image_request.pk]), headers=HTMX
+        )
 
 
 def test_completed_card_shows_thumbnail_and_edit_link(client_logged_in, user):
     image_request = ImageRequestFactory(user=user, status=Status.COMPLETED)
     image = make_image(image_request)
-    html = client_logged_in.get(reverse("request-card", args=[image_request.pk])).content.decode()
+    html = client_logged_in.get(
+        reverse("request-card", args=[image_request.pk])
+    ).content.decode()
     assert reverse("image-file", args=[image_request.pk, image.pk, "thumbnail"]) in html
     assert "image_urls=https%3A//cdn.test/a.png" in html
 
 
 def test_detail_shows_parameters_task_id_and_full_image(client_logged_in, user):
-    image_request = ImageRequestFactory(user=user, status=Status.COMPLETED, upstream_task_id="task-xyz", model="nano-banana-2", aspect_ratio="8:1")
+    image_request = ImageRequestFactory(
+        user=user,
+        status=Status.COMPLETED,
+        upstream_task_id="task-xyz",
+        model="nano-banana-2",
+        aspect_ratio="8:1",
+    )
     image = make_image(image_request)
-    html = client_logged_in.get(reverse("request-detail", args=[image_request.pk])).content.decode()
-    for text in ("task-xyz", "nano-banana-2", "8:1", image_request.prompt, reverse("image-file", args=[image_request.pk, image.pk, "full"])):
+    html = client_logged_in.get(
+        reverse("request-detail", args=[image_request.pk])
+    ).content.decode()
+    for text in (
+        "task-xyz",
+        "nano-banana-2",
+        "8:1",
+        image_request.prompt,
+        reverse("image-file", args=[image_request.pk, image.pk, "full"]),
+    ):
         assert text in html
 
 
 def test_image_is_served_to_its_owner(client_logged_in, user):
     image_request = ImageRequestFactory(user=user, status=Status.COMPLETED)
     image = make_image(image_request)
-    response = client_logged_in.get(reverse("image-file", args=[image_request.pk, image.pk, "full"]))
+    response = client_logged_in.get(
+        reverse("image-file", args=[image_request.pk, image.pk, "full"])
+    )
     assert response.status_code == 200
     assert response["Content-Type"] == "image/png"
     assert "private" in response["Cache-Control"]
@@ -240,7 +302,9 @@ def test_resubmit_creates_new_request(client_logged_in, user):
         ("get", "image-file", True),
     ],
 )
-def test_other_users_request_is_404(client_logged_in, other_user, method, name, with_image):
+def test_other_users_request_is_404(
+    client_logged_in, other_user, method, name, with_image
+):
     theirs = ImageRequestFactory(user=other_user, status=Status.FAILED)
     args = [theirs.pk]
     if with_image:
@@ -250,15 +314,23 @@ def test_other_users_request_is_404(client_logged_in, other_user, method, name, 
     assert ImageRequest.objects.count() == 1
 
 
-def test_image_of_another_request_cannot_be_reached_through_own_request(client_logged_in, user, other_user):
+def test_image_of_another_request_cannot_be_reached_through_own_request(
+    client_logged_in, user, other_user
+):
     mine = ImageRequestFactory(user=user)
     theirs_image = make_image(ImageRequestFactory(user=other_user))
-    response = client_logged_in.get(reverse("image-file", args=[mine.pk, theirs_image.pk, "full"]))
+    response = client_logged_in.get(
+        reverse("image-file", args=[mine.pk, theirs_image.pk, "full"])
+    )
     assert response.status_code == 404
 
 
-def test_main_page_queries_do_not_grow_with_history(client_logged_in, user, django_assert_max_num_queries):
-    for image_request in ImageRequestFactory.create_batch(20, user=user, status=Status.COMPLETED):
+def test_main_page_queries_do_not_grow_with_history(
+    client_logged_in, user, django_assert_max_num_queries
+):
+    for image_request in ImageRequestFactory.create_batch(
+        20, user=user, status=Status.COMPLETED
+    ):
         make_image(image_request)
     with django_assert_max_num_queries(10):
         response = client_logged_in.get(reverse("index"))
@@ -270,5 +342,8 @@ def test_pages_are_compressed_but_images_are_not(client_logged_in, user):
     image = make_image(image_request)
     page = client_logged_in.get(reverse("index"), headers={"Accept-Encoding": "gzip"})
     assert page["Content-Encoding"] == "gzip"
-    picture = client_logged_in.get(reverse("image-file", args=[image_request.pk, image.pk, "full"]), headers={"Accept-Encoding": "gzip"})
+    picture = client_logged_in.get(
+        reverse("image-file", args=[image_request.pk, image.pk, "full"]),
+        headers={"Accept-Encoding": "gzip"},
+    )
     assert not picture.has_header("Content-Encoding")

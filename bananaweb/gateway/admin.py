@@ -3,8 +3,8 @@
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
 
+from bananaweb.gateway import services
 from bananaweb.gateway.models import ApiToken, GatewayTask
 
 
@@ -26,7 +26,14 @@ class RevokedFilter(admin.SimpleListFilter):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ["name", "user", "prefix", "created_at", "last_used_at", "revoked_at"]
+    list_display = [
+        "name",
+        "user",
+        "prefix",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     list_filter = [RevokedFilter]
     search_fields = ["name", "prefix", "user__username"]
     list_select_related = ["user"]
@@ -38,12 +45,17 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj: ApiToken | None = None) -> bool:
+    def has_change_permission(
+        self, request: HttpRequest, obj: ApiToken | None = None
+    ) -> bool:
         return False
 
     @admin.action(description="Revoke the selected tokens", permissions=["delete"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
-        count = queryset.active().update(revoked_at=timezone.now())
+        count = sum(
+            services.api_token_revoke(api_token=api_token)
+            for api_token in queryset.active()
+        )
         self.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)
 
 
@@ -58,5 +70,7 @@ class GatewayTaskAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj: GatewayTask | None = None) -> bool:
+    def has_change_permission(
+        self, request: HttpRequest, obj: GatewayTask | None = None
+    ) -> bool:
         return False

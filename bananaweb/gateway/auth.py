@@ -27,8 +27,13 @@ class ApiRequest(HttpRequest):
 class ApiError(Exception):
     """An error answered as {"message": ..., "errors": {field: message}}."""
 
-    def __init__(self, status: int, message: str, errors: dict[str, str] | None = None,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        errors: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.message = message
@@ -36,14 +41,18 @@ class ApiError(Exception):
         self.headers = headers or {}
 
     def response(self) -> JsonResponse:
-        response = JsonResponse({"message": self.message, "errors": self.errors}, status=self.status)
+        response = JsonResponse(
+            {"message": self.message, "errors": self.errors}, status=self.status
+        )
         for name, value in self.headers.items():
             response[name] = value
         return response
 
 
 def unauthorized(message: str) -> ApiError:
-    return ApiError(401, message, headers={"WWW-Authenticate": 'Bearer realm="bananaweb"'})
+    return ApiError(
+        401, message, headers={"WWW-Authenticate": 'Bearer realm="bananaweb"'}
+    )
 
 
 def bearer_token(request: HttpRequest) -> str | None:
@@ -61,10 +70,14 @@ def authenticate(request: HttpRequest, *, auth: Auth) -> ApiToken | None:
     if raw is None:
         if auth == "token_or_session" and request.user.is_authenticated:
             return None
-        raise unauthorized("Send your bananaweb API token as “Authorization: Bearer <token>”.")
+        raise unauthorized(
+            "Send your bananaweb API token as “Authorization: Bearer <token>”."
+        )
     api_token = services.api_token_authenticate(raw=raw) if raw else None
     if api_token is None:
-        raise unauthorized("This API token is not valid: it may be mistyped or revoked.")
+        raise unauthorized(
+            "This API token is not valid: it may be mistyped or revoked."
+        )
     request.user = api_token.user
     return api_token
 
@@ -93,7 +106,10 @@ def check_body_size(request: HttpRequest) -> None:
     except ValueError:
         length = 0
     if length > MAX_BODY_BYTES:
-        raise ApiError(413, f"The request body is too large: the limit is {MAX_BODY_BYTES // 1024} KB.")
+        raise ApiError(
+            413,
+            f"The request body is too large: the limit is {MAX_BODY_BYTES // 1024} KB.",
+        )
 
 
 def api_view(*methods: str, auth: Auth = "token") -> Callable:
@@ -115,7 +131,9 @@ def api_view(*methods: str, auth: Auth = "token") -> Callable:
                         f"Method {request.method} is not allowed here; use {' or '.join(methods)}.",
                         headers={"Allow": ", ".join(methods)},
                     )
-                request.api_token = None if auth == "public" else authenticate(request, auth=auth)
+                request.api_token = (
+                    None if auth == "public" else authenticate(request, auth=auth)
+                )
                 if request.api_token is not None:
                     check_rate_limit(request.api_token)
                 check_body_size(request)

@@ -3,7 +3,6 @@
 import hashlib
 import secrets
 import uuid
-from datetime import datetime
 
 from django.conf import settings
 from django.db import models
@@ -64,11 +63,6 @@ class ApiToken(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
-
-    def revoke(self, *, now: datetime | None = None) -> None:
-        if self.revoked_at is None:
-            self.revoked_at = now or timezone.now()
-            self.save(update_fields=["revoked_at"])
 
 
 class GatewayTask(models.Model):

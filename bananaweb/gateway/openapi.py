@@ -7,6 +7,7 @@ from django.conf import settings
 from bananaweb import images, options
 from bananaweb.gateway.auth import MAX_BODY_BYTES
 from bananaweb.gateway.results import ERROR_CODES
+from bananaweb.models import ErrorCode
 
 # Paths relative to the base URL, as in the upstream contract: a script swaps
 # https://api.mountsea.ai for <bananaweb>/api and keeps its paths.
@@ -15,7 +16,9 @@ RESULT_PATH = "/gemini/task/result"
 IMAGE_PATH = "/images/{imageId}/"
 OPENAPI_PATH = "/openapi.json"
 
-IMAGE_CONTENT_TYPES = sorted({mimetypes.types_map[ext] for ext in images.FORMATS.values()})
+IMAGE_CONTENT_TYPES = sorted(
+    {mimetypes.types_map[ext] for ext in images.FORMATS.values()}
+)
 
 
 def _ref(name: str) -> dict:
@@ -33,7 +36,11 @@ def _json(schema: dict) -> dict:
 def _model_rules() -> str:
     return "; ".join(
         f"{model}: aspect ratios {', '.join(spec.aspect_ratios)}; "
-        + (f"resolutions {', '.join(spec.resolutions)}" if spec.resolutions else "no resolution (fixed)")
+        + (
+            f"resolutions {', '.join(spec.resolutions)}"
+            if spec.resolutions
+            else "no resolution (fixed)"
+        )
         for model, spec in options.MODELS.items()
     )
 
@@ -42,7 +49,9 @@ def request_schema() -> dict:
     return {
         "type": "object",
         "required": ["prompt", "action"],
-        "description": "The upstream's own body. Unknown fields are ignored. Per model: " + _model_rules() + ".",
+        "description": "The upstream's own body. Unknown fields are ignored. Per model: "
+        + _model_rules()
+        + ".",
         "properties": {
             "prompt": {
                 "type": "string",
@@ -98,7 +107,11 @@ def _schemas() -> dict:
             "required": ["taskId"],
             "additionalProperties": False,
             "properties": {
-                "taskId": {"type": "string", "format": "uuid", "description": "Poll /gemini/task/result with it."}
+                "taskId": {
+                    "type": "string",
+                    "format": "uuid",
+                    "description": "Poll /gemini/task/result with it.",
+                }
             },
         },
         "TaskResult": {
@@ -110,7 +123,8 @@ def _schemas() -> dict:
                 "status": {
                     "type": "string",
                     "enum": options.UpstreamStatus.values,
-                    "description": "Terminal: " + ", ".join(sorted(options.TERMINAL_STATUSES))
+                    "description": "Terminal: "
+                    + ", ".join(sorted(options.TERMINAL_STATUSES))
                     + ". The others mean the task is still in flight.",
                 },
                 "result": {**_ref("TaskImages"), "nullable": True},
@@ -118,7 +132,7 @@ def _schemas() -> dict:
                     "type": "string",
                     "description": "Why it failed, in plain words. A request whose outcome is unknown "
                     "(sent, no usable answer) reports failed with errorCode "
-                    f"{ERROR_CODES['unknown_outcome']}; it is never resent, so it is never charged twice.",
+                    f"{ERROR_CODES[ErrorCode.UNKNOWN_OUTCOME]}; it is never resent, so it is never charged twice.",
                 },
                 "errorCode": {
                     "type": "integer",
@@ -180,10 +194,15 @@ def _responses() -> dict:
         }
     }
     return {
-        "BadRequest": {"description": "Invalid request", "content": _json(_ref("Error"))},
+        "BadRequest": {
+            "description": "Invalid request",
+            "content": _json(_ref("Error")),
+        },
         "Unauthorized": {
             "description": "Missing, invalid or revoked token",
-            "headers": {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
+            "headers": {
+                "WWW-Authenticate": {"required": True, "schema": {"type": "string"}}
+            },
             "content": _json(_ref("Error")),
         },
         "NotFound": {
@@ -227,9 +246,15 @@ def document(*, server_url: str) -> dict:
                 "post": {
                     "operationId": "generateImage",
                     "summary": "Nano Banana image generation (generate or edit)",
-                    "requestBody": {"required": True, "content": _json(_ref("ImageGenerateRequest"))},
+                    "requestBody": {
+                        "required": True,
+                        "content": _json(_ref("ImageGenerateRequest")),
+                    },
                     "responses": {
-                        "201": {"description": "Task accepted", "content": _json(_ref("TaskCreated"))},
+                        "201": {
+                            "description": "Task accepted",
+                            "content": _json(_ref("TaskCreated")),
+                        },
                         "400": _response("BadRequest"),
                         **token_errors,
                     },
@@ -240,10 +265,18 @@ def document(*, server_url: str) -> dict:
                     "operationId": "getTaskResult",
                     "summary": "Get task result by taskId",
                     "parameters": [
-                        {"name": "taskId", "in": "query", "required": True, "schema": {"type": "string"}}
+                        {
+                            "name": "taskId",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
                     ],
                     "responses": {
-                        "200": {"description": "Task state", "content": _json(_ref("TaskResult"))},
+                        "200": {
+                            "description": "Task state",
+                            "content": _json(_ref("TaskResult")),
+                        },
                         "400": _response("BadRequest"),
                         "404": _response("NotFound"),
                         **token_errors,
@@ -257,13 +290,20 @@ def document(*, server_url: str) -> dict:
                     "description": "Also opens in a browser signed in to bananaweb.",
                     "security": [{"bearerAuth": []}, {"sessionCookie": []}],
                     "parameters": [
-                        {"name": "imageId", "in": "path", "required": True,
-                         "schema": {"type": "integer", "minimum": 1}}
+                        {
+                            "name": "imageId",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "integer", "minimum": 1},
+                        }
                     ],
                     "responses": {
                         "200": {
                             "description": "The image",
-                            "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in IMAGE_CONTENT_TYPES},
+                            "content": {
+                                t: {"schema": {"type": "string", "format": "binary"}}
+                                for t in IMAGE_CONTENT_TYPES
+                            },
                         },
                         "404": _response("NotFound"),
                         **token_errors,
@@ -275,7 +315,12 @@ def document(*, server_url: str) -> dict:
                     "operationId": "getOpenApi",
                     "summary": "This document",
                     "security": [],
-                    "responses": {"200": {"description": "OpenAPI document", "content": _json({"type": "object"})}},
+                    "responses": {
+                        "200": {
+                            "description": "OpenAPI document",
+                            "content": _json({"type": "object"}),
+                        }
+                    },
                 }
             },
         },
@@ -286,7 +331,11 @@ def document(*, server_url: str) -> dict:
                     "scheme": "bearer",
                     "description": "A personal token from bananaweb's API tokens page.",
                 },
-                "sessionCookie": {"type": "apiKey", "in": "cookie", "name": settings.SESSION_COOKIE_NAME},
+                "sessionCookie": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": settings.SESSION_COOKIE_NAME,
+                },
             },
             "schemas": _schemas(),
             "responses": _responses(),

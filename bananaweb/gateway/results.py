@@ -4,29 +4,32 @@ from collections.abc import Callable
 from datetime import datetime
 
 from bananaweb.gateway.models import GatewayTask
-from bananaweb.models import GeneratedImage, ImageRequest, RequestStatus
+from bananaweb.models import ErrorCode, GeneratedImage, ImageRequest, RequestStatus
 from bananaweb.options import TERMINAL_STATUSES, UpstreamStatus
 
 # The upstream's in-flight statuses, passed through while bananaweb waits on it.
 IN_FLIGHT_STATUSES = frozenset(UpstreamStatus.values) - TERMINAL_STATUSES
 
-# ImageRequest.error_code -> the number in errorCode. HTTP-like, so scripts can
-# tell their own mistakes (4xx) from the service's (5xx).
-ERROR_CODES: dict[str, int] = {
-    "rejected": 400,  # the upstream refused the request
-    "image_urls": 400,  # an image URL could not be fetched or is not an image
-    "no_token": 503,  # no upstream token is available to send it with
-    "unavailable": 503,  # the upstream stayed unreachable or rate limited
-    "unknown_outcome": 502,  # sent, but no usable answer came back
-    "no_images": 502,  # completed upstream without an image
-    "image_fetch": 502,  # the image was made but could not be downloaded
-    "deadline": 504,  # no result within bananaweb's polling deadline
-    "upstream_failed": 500,
-    "upstream_cancelled": 500,
-    "upstream_timeout": 504,
-    "token_deleted": 500,
+# Every ImageRequest.error_code -> the number in errorCode (a test checks that each
+# ErrorCode has one). HTTP-like, so scripts can tell their own mistakes (4xx) from
+# the service's (5xx).
+ERROR_CODES: dict[ErrorCode, int] = {
+    ErrorCode.REJECTED: 400,  # the upstream refused the request
+    ErrorCode.IMAGE_URLS: 400,  # an image URL could not be fetched or is not an image
+    ErrorCode.NO_TOKEN: 503,  # no upstream token is available to send it with
+    ErrorCode.UNAVAILABLE: 503,  # the upstream stayed unreachable or rate limited
+    ErrorCode.UNKNOWN_OUTCOME: 502,  # sent, but no usable answer came back
+    ErrorCode.NO_IMAGES: 502,  # completed upstream without an image
+    ErrorCode.IMAGE_FETCH: 502,  # the image was made but could not be downloaded
+    ErrorCode.DEADLINE: 504,  # no result within bananaweb's polling deadline
+    ErrorCode.UPSTREAM_FAILED: 500,
+    ErrorCode.UPSTREAM_CANCELLED: 500,
+    ErrorCode.UPSTREAM_TIMEOUT: 504,
+    ErrorCode.TOKEN_DELETED: 500,
 }
-DEFAULT_ERROR_CODE = 500
+# A row with no code, or one no longer in ErrorCode, still gets a number (never an
+# HTTP error): the service failed somewhere.
+UNMAPPED_ERROR_CODE = 500
 
 
 def contract_status(image_request: ImageRequest) -> str:
@@ -82,7 +85,9 @@ def task_result(
     # An unknown outcome is stored as a failure with its own code and explanation.
     if image_request.status in (RequestStatus.FAILED, RequestStatus.UNKNOWN):
         body["errorMessage"] = image_request.error_message or "The request failed."
-        body["errorCode"] = ERROR_CODES.get(image_request.error_code, DEFAULT_ERROR_CODE)
+        body["errorCode"] = ERROR_CODES.get(
+            image_request.error_code, UNMAPPED_ERROR_CODE
+        )
     if image_request.finished_at:
         body["finishedAt"] = _iso(image_request.finished_at)
     return body

@@ -22,8 +22,12 @@ def api_token_create(*, user, name: str) -> tuple[ApiToken, str]:
     return api_token, raw
 
 
-def api_token_revoke(*, api_token: ApiToken) -> None:
-    api_token.revoke()
+def api_token_revoke(*, api_token: ApiToken) -> bool:
+    """The one way a personal token is revoked, at once; True if it was active."""
+    revoked = ApiToken.objects.filter(pk=api_token.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    return bool(revoked)
 
 
 def api_token_authenticate(*, raw: str) -> ApiToken | None:
@@ -38,7 +42,10 @@ def api_token_authenticate(*, raw: str) -> ApiToken | None:
         return None
     now = timezone.now()
     # At most one write a minute per token, not one per request.
-    if api_token.last_used_at is None or now - api_token.last_used_at >= LAST_USED_GRANULARITY:
+    if (
+        api_token.last_used_at is None
+        or now - api_token.last_used_at >= LAST_USED_GRANULARITY
+    ):
         ApiToken.objects.filter(pk=api_token.pk).update(last_used_at=now)
         api_token.last_used_at = now
     return api_token
@@ -53,4 +60,6 @@ def gateway_task_create(*, api_token: ApiToken, data: dict) -> GatewayTask:
         image_request = services.image_request_create(
             user=api_token.user, data=data, source=ImageRequest.Source.API
         )
-        return GatewayTask.objects.create(image_request=image_request, api_token=api_token)
+        return GatewayTask.objects.create(
+            image_request=image_request, api_token=api_token
+        )

@@ -9,5 +9,9 @@ urlpatterns = [
     path("api/images/<str:image_id>/", views.api_image, name="gateway-image"),
     path("api/openapi.json", views.openapi_document, name="gateway-openapi"),
     path("settings/tokens/", views.api_tokens, name="api-tokens"),
-    path("settings/tokens/<int:pk>/revoke/", views.api_token_revoke, name="api-token-revoke"),
+    path(
+        "settings/tokens/<int:pk>/revoke/",
+        views.api_token_revoke,
+        name="api-token-revoke",
+    ),
 ]

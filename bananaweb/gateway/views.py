@@ -26,7 +26,9 @@ JSON_TYPES = {"string": (str,), "number": (int, float), "array": (list,)}
 
 def api_base_url(request: HttpRequest) -> str:
     """This server's equivalent of https://api.mountsea.ai, as seen by the client."""
-    return request.build_absolute_uri(reverse("gateway-generate")).removesuffix(openapi.GENERATE_PATH)
+    return request.build_absolute_uri(reverse("gateway-generate")).removesuffix(
+        openapi.GENERATE_PATH
+    )
 
 
 def _image_url(request: HttpRequest, image: GeneratedImage) -> str:
@@ -45,7 +47,10 @@ def _type_errors(data: dict) -> dict[str, str]:
             continue  # like the upstream, null is "not set"
         if not isinstance(value, JSON_TYPES[schema["type"]]) or isinstance(value, bool):
             errors[name] = f"{name} must be a JSON {schema['type']}."
-        elif any(isinstance(text, str) and "\x00" in text for text in (value if isinstance(value, list) else [value])):
+        elif any(
+            isinstance(text, str) and "\x00" in text
+            for text in (value if isinstance(value, list) else [value])
+        ):
             errors[name] = f"{name} must not contain NUL characters."
     return errors
 
@@ -58,7 +63,9 @@ def _json_body(request: HttpRequest) -> dict:
     if not isinstance(data, dict):
         raise ApiError(400, "The request body must be a JSON object.")
     if errors := _type_errors(data):
-        raise ApiError(400, "The request is invalid: " + " ".join(errors.values()), errors)
+        raise ApiError(
+            400, "The request is invalid: " + " ".join(errors.values()), errors
+        )
     return data
 
 
@@ -69,10 +76,16 @@ def _json_body(request: HttpRequest) -> dict:
 def generate(request: ApiRequest) -> JsonResponse:
     data = _json_body(request)
     try:
-        gateway_task = services.gateway_task_create(api_token=request.api_token, data=data)
+        gateway_task = services.gateway_task_create(
+            api_token=request.api_token, data=data
+        )
     except ValidationError as exc:
-        errors = {field: " ".join(messages) for field, messages in exc.message_dict.items()}
-        raise ApiError(400, "The request is invalid: " + " ".join(errors.values()), errors) from None
+        errors = {
+            field: " ".join(messages) for field, messages in exc.message_dict.items()
+        }
+        raise ApiError(
+            400, "The request is invalid: " + " ".join(errors.values()), errors
+        ) from None
     except bananaweb_services.QuotaExceeded as exc:
         seconds = max(math.ceil((exc.resets_at - timezone.now()).total_seconds()), 1)
         raise ApiError(429, str(exc), headers={"Retry-After": str(seconds)}) from None
@@ -83,11 +96,15 @@ def generate(request: ApiRequest) -> JsonResponse:
 def task_result(request: ApiRequest) -> JsonResponse:
     raw_task_id = request.GET.get("taskId", "")
     if not raw_task_id:
-        raise ApiError(400, "Pass the task's id: ?taskId=…", {"taskId": "taskId is required."})
+        raise ApiError(
+            400, "Pass the task's id: ?taskId=…", {"taskId": "taskId is required."}
+        )
     try:
         task_id = uuid.UUID(raw_task_id)
     except ValueError:
-        raise ApiError(404, "No task with this taskId.", {"taskId": "Unknown taskId."}) from None
+        raise ApiError(
+            404, "No task with this taskId.", {"taskId": "Unknown taskId."}
+        ) from None
     gateway_task = (
         GatewayTask.objects.select_related("image_request")
         .prefetch_related("image_request__images")
@@ -95,8 +112,12 @@ def task_result(request: ApiRequest) -> JsonResponse:
         .first()
     )
     if gateway_task is None:
-        raise ApiError(404, "No task with this taskId among yours.", {"taskId": "Unknown taskId."})
-    body = results.task_result(gateway_task, image_url=lambda image: _image_url(request, image))
+        raise ApiError(
+            404, "No task with this taskId among yours.", {"taskId": "Unknown taskId."}
+        )
+    body = results.task_result(
+        gateway_task, image_url=lambda image: _image_url(request, image)
+    )
     return JsonResponse(body)
 
 
@@ -107,7 +128,9 @@ def api_image(request: ApiRequest, image_id: str) -> FileResponse:
     # The path takes any string, so that no id is answered with an HTML 404.
     if not image_id.isascii() or not image_id.isdigit() or int(image_id) > MAX_DB_ID:
         raise ApiError(404, "No such image.")
-    image = GeneratedImage.objects.filter(image_request__user=request.user, pk=int(image_id)).first()
+    image = GeneratedImage.objects.filter(
+        image_request__user=request.user, pk=int(image_id)
+    ).first()
     if image is None:
         raise ApiError(404, "No such image among yours.")
     return FileResponse(image.file.open("rb"), content_type=image.content_type)
@@ -121,14 +144,21 @@ def openapi_document(request: ApiRequest) -> JsonResponse:
 # --- The API tokens page -------------------------------------------------------------
 
 
-def _tokens_page(request: HttpRequest, form: ApiTokenForm, *, status: int = 200, **context) -> HttpResponse:
-    return render(request, "gateway/tokens.html", {
-        "form": form,
-        "api_tokens": ApiToken.objects.for_user(request.user).newest_first(),
-        "api_base_url": api_base_url(request),
-        "openapi_url": request.build_absolute_uri(reverse("gateway-openapi")),
-        **context,
-    }, status=status)
+def _tokens_page(
+    request: HttpRequest, form: ApiTokenForm, *, status: int = 200, **context
+) -> HttpResponse:
+    return render(
+        request,
+        "gateway/tokens.html",
+        {
+            "form": form,
+            "api_tokens": ApiToken.objects.for_user(request.user).newest_first(),
+            "api_base_url": api_base_url(request),
+            "openapi_url": request.build_absolute_uri(reverse("gateway-openapi")),
+            **context,
+        },
+        status=status,
+    )
 
 
 @require_http_methods(["GET", "POST"])
@@ -139,12 +169,19 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
         shown = {}
         if new := request.session.pop(NEW_TOKEN_SESSION_KEY, None):
             pk, raw = new
-            shown = {"new_token": raw, "new_api_token": ApiToken.objects.for_user(request.user).filter(pk=pk).first()}
+            shown = {
+                "new_token": raw,
+                "new_api_token": ApiToken.objects.for_user(request.user)
+                .filter(pk=pk)
+                .first(),
+            }
         return _tokens_page(request, ApiTokenForm(), **shown)
     form = ApiTokenForm(request.POST)
     if not form.is_valid():
         return _tokens_page(request, form, status=422)
-    api_token, raw = services.api_token_create(user=request.user, name=form.cleaned_data["name"])
+    api_token, raw = services.api_token_create(
+        user=request.user, name=form.cleaned_data["name"]
+    )
     # Shown once, after a redirect: reloading the page must not make another token.
     request.session[NEW_TOKEN_SESSION_KEY] = [api_token.pk, raw]
     return redirect("api-tokens")

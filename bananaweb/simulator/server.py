@@ -39,7 +39,9 @@ def body_errors(body: object) -> dict[str, str]:
     """Every rule a generate request body breaks, in option_errors' words."""
     if not isinstance(body, dict):
         return {"body": "The request body must be a JSON object."}
-    return options.option_errors(**{name: body[name] for name in OPTION_FIELDS if name in body})
+    return options.option_errors(
+        **{name: body[name] for name in OPTION_FIELDS if name in body}
+    )
 
 
 def token_problem(

@@ -25,13 +25,40 @@ from pathlib import Path
 import pytest
 
 from tests.browser.helpers import (
-    ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, DESKTOP, PASSWORD, ROOT, browser_problem, sign_in, write_axe_log,
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DESKTOP,
+    PASSWORD,
+    ROOT,
+    browser_problem,
+    sign_in,
+    write_axe_log,
 )
 
 # One user per test, so every test starts from an empty history.
 USER_NAMES = [
-    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory",
-    "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "yasmin", "zoe",
+    "alice",
+    "bob",
+    "carol",
+    "dave",
+    "erin",
+    "frank",
+    "grace",
+    "heidi",
+    "ivan",
+    "judy",
+    "mallory",
+    "niaj",
+    "olivia",
+    "peggy",
+    "rupert",
+    "sybil",
+    "trent",
+    "victor",
+    "walter",
+    "yasmin",
+    "zoe",
 ]
 
 
@@ -42,15 +69,25 @@ def require_browser() -> None:
         pytest.skip(f"BROWSER TESTS SKIPPED: {problem}")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
     browser_items = [item for item in items if item.get_closest_marker("browser")]
     if not browser_items:
         return
     # Last: once Playwright's event loop runs, Django refuses database access from
     # the rest of the suite ("You cannot call this from an async context").
-    items[:] = [item for item in items if not item.get_closest_marker("browser")] + browser_items
-    if (problem := browser_problem()) and (reporter := config.pluginmanager.get_plugin("terminalreporter")):
-        reporter.write_line(f"!!! THE {len(browser_items)} BROWSER TESTS WILL SKIP: {problem}.", red=True, bold=True)
+    items[:] = [
+        item for item in items if not item.get_closest_marker("browser")
+    ] + browser_items
+    if (problem := browser_problem()) and (
+        reporter := config.pluginmanager.get_plugin("terminalreporter")
+    ):
+        reporter.write_line(
+            f"!!! THE {len(browser_items)} BROWSER TESTS WILL SKIP: {problem}.",
+            red=True,
+            bold=True,
+        )
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -81,10 +118,19 @@ class Stack:
 
     def run(self, *args: str) -> str:
         """Run Python (manage.py, the seed module) against the stack's database."""
-        done = subprocess.run([sys.executable, *args], cwd=ROOT, env=self.env, capture_output=True, text=True,
-                              timeout=180)
+        done = subprocess.run(
+            [sys.executable, *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=180,
+        )
         if done.returncode:
-            raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+            raise RuntimeError(
+                f"{' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+            )
         return done.stdout
 
     def seed(self, *args: str) -> None:
@@ -93,17 +139,34 @@ class Stack:
     def next_user(self) -> str:
         index = next(self._users)
         if index >= len(USER_NAMES):
-            raise RuntimeError("More browser tests than users: add names to USER_NAMES.")
+            raise RuntimeError(
+                "More browser tests than users: add names to USER_NAMES."
+            )
         return USER_NAMES[index]
 
 
 def _stack_env(var_dir: Path) -> dict:
     # Nothing from outside: not CI's DATABASE_URL (PostgreSQL, for the rest of the
     # suite), not pytest-django's settings module, not a real upstream.
-    dropped = ("DATABASE_URL", "DJANGO_SETTINGS_MODULE", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "MEDIA_ROOT",
-               "HOST", "PORT", "SIMULATOR_PORT", "TIME_ZONE", "WEB_CONCURRENCY")
-    env = {name: value for name, value in os.environ.items()
-           if name not in dropped and not name.startswith(("MOUNTSEA_", "BANANAWEB_", "PYTEST_"))}
+    dropped = (
+        "DATABASE_URL",
+        "DJANGO_SETTINGS_MODULE",
+        "DEBUG",
+        "SECRET_KEY",
+        "ALLOWED_HOSTS",
+        "MEDIA_ROOT",
+        "HOST",
+        "PORT",
+        "SIMULATOR_PORT",
+        "TIME_ZONE",
+        "WEB_CONCURRENCY",
+    )
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in dropped
+        and not name.startswith(("MOUNTSEA_", "BANANAWEB_", "PYTEST_"))
+    }
     env.update(
         DJANGO_SETTINGS_MODULE="bananaweb.settings",
         BANANAWEB_VAR_DIR=str(var_dir),
@@ -122,11 +185,15 @@ def _stack_env(var_dir: Path) -> dict:
     return env
 
 
-def _wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+def _wait_until_up(
+    url: str, process: subprocess.Popen, log: Path, timeout: float = 60
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"The stack exited ({process.returncode}):\n{log.read_text()[-4000:]}")
+            raise RuntimeError(
+                f"The stack exited ({process.returncode}):\n{log.read_text()[-4000:]}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -134,7 +201,9 @@ def _wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: floa
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"The stack did not answer {url} within {timeout:.0f} s:\n{log.read_text()[-4000:]}")
+    raise RuntimeError(
+        f"The stack did not answer {url} within {timeout:.0f} s:\n{log.read_text()[-4000:]}"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -142,8 +211,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     require_browser()
     var_dir = tmp_path_factory.mktemp("stack")
     port, simulator_port = _free_port(), _free_port()
-    stack = Stack(url=f"http://127.0.0.1:{port}", simulator_url=f"http://127.0.0.1:{simulator_port}",
-                  env=_stack_env(var_dir))
+    stack = Stack(
+        url=f"http://127.0.0.1:{port}",
+        simulator_url=f"http://127.0.0.1:{simulator_port}",
+        env=_stack_env(var_dir),
+    )
     stack.run("manage.py", "collectstatic", "--noinput", "-v0")
     stack.run("manage.py", "migrate", "--noinput", "-v0")
     stack.run("manage.py", "ensure_signin")
@@ -154,9 +226,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     with log.open("w") as log_file:
         # A process group of its own; on SIGTERM runstack stops its children.
         process = subprocess.Popen(
-            [sys.executable, "manage.py", "runstack", "--server", "gunicorn", "--port", str(port),
-             "--simulator-port", str(simulator_port)],
-            cwd=ROOT, env=stack.env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "manage.py",
+                "runstack",
+                "--server",
+                "gunicorn",
+                "--port",
+                str(port),
+                "--simulator-port",
+                str(simulator_port),
+            ],
+            cwd=ROOT,
+            env=stack.env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         _wait_until_up(f"{stack.url}/accounts/login/", process, log)
@@ -178,7 +263,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
 def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
     require_browser()
     # Playwright gives every launch a fresh, empty user-data-dir.
-    return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "args": CHROMIUM_ARGS}
+    return {
+        **browser_type_launch_args,
+        "executable_path": str(CHROMIUM),
+        "args": CHROMIUM_ARGS,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -188,7 +277,12 @@ def base_url(stack: Stack) -> str:
 
 @pytest.fixture(scope="session")
 def browser_context_args(browser_context_args: dict) -> dict:
-    return {**browser_context_args, "viewport": DESKTOP, "locale": "en-GB", "timezone_id": "UTC"}
+    return {
+        **browser_context_args,
+        "viewport": DESKTOP,
+        "locale": "en-GB",
+        "timezone_id": "UTC",
+    }
 
 
 @pytest.fixture
@@ -196,8 +290,14 @@ def page(page):
     """Playwright's page, failing the test on a script error or anything the CSP blocked."""
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
-    page.on("console", lambda message: problems.append(message.text)
-            if message.type == "error" and "Content Security Policy" in message.text else None)
+    page.on(
+        "console",
+        lambda message: (
+            problems.append(message.text)
+            if message.type == "error" and "Content Security Policy" in message.text
+            else None
+        ),
+    )
     yield page
     assert not problems, problems
 

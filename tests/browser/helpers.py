@@ -8,13 +8,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("BANANAWEB_CHROMIUM", "/usr/bin/chromium"))
-AXE_CORE = Path(os.environ.get("AXE_CORE_PATH", ROOT / ".venv/npm/node_modules/axe-core/axe.min.js"))
+AXE_CORE = Path(
+    os.environ.get("AXE_CORE_PATH", ROOT / ".venv/npm/node_modules/axe-core/axe.min.js")
+)
 ARTIFACTS = ROOT / "test-artifacts"
 SCREENSHOTS = ARTIFACTS / "screenshots"
 # Debian's Chromium, kept off the network: this machine's network is closed.
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 PASSWORD = "banana-split-" + secrets.token_hex(4)
 DESKTOP = {"width": 1280, "height": 800}
@@ -68,7 +76,9 @@ def check_accessibility(page, state: str) -> list[dict]:
     violations = page.evaluate(AXE_RUN)
     AXE_LOG.append({"state": state, "url": page.url, "violations": violations})
     bad = [v for v in violations if v["impact"] in ("serious", "critical")]
-    assert not bad, f"axe found serious problems in state '{state}':\n" + json.dumps(bad, indent=2)
+    assert not bad, f"axe found serious problems in state '{state}':\n" + json.dumps(
+        bad, indent=2
+    )
     return violations
 
 

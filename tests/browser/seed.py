@@ -50,10 +50,17 @@ def create_history(username: str, count: int, *, live: bool) -> None:
         prompt = PROMPTS[index % len(PROMPTS)]
         created = now - timedelta(minutes=23 * index + 5)
         image_request = ImageRequest.objects.create(
-            user=user, action=options.Action.GENERATE, prompt=prompt, model=options.Model.NANO_BANANA_FAST,
-            aspect_ratio="1:1" if index % 3 else "16:9", status=ImageRequest.Status.COMPLETED,
-            upstream_task_id=f"seed-{username}-{index}", upstream_status="completed",
-            created_at=created, submitted_at=created, finished_at=created + timedelta(seconds=9 + index % 7),
+            user=user,
+            action=options.Action.GENERATE,
+            prompt=prompt,
+            model=options.Model.NANO_BANANA_FAST,
+            aspect_ratio="1:1" if index % 3 else "16:9",
+            status=ImageRequest.Status.COMPLETED,
+            upstream_task_id=f"seed-{username}-{index}",
+            upstream_status="completed",
+            created_at=created,
+            submitted_at=created,
+            finished_at=created + timedelta(seconds=9 + index % 7),
             counts_toward_quota=False,
         )
         if index % 7 == 3:
@@ -65,14 +72,21 @@ def create_history(username: str, count: int, *, live: bool) -> None:
             continue
         key = (prompt, image_request.aspect_ratio)
         if key not in pictures:
-            png = drawing.draw_png(text=prompt, model=image_request.model, aspect_ratio=image_request.aspect_ratio,
-                                   resolution="")
+            png = drawing.draw_png(
+                text=prompt,
+                model=image_request.model,
+                aspect_ratio=image_request.aspect_ratio,
+                resolution="",
+            )
             verified = images.verify_image(png, max_bytes=options.MAX_IMAGE_BYTES)
             pictures[key] = (verified, images.make_thumbnail(png, size=384))
         verified, thumbnail = pictures[key]
         image = GeneratedImage(
-            image_request=image_request, source_url=f"http://127.0.0.1:9/images/seed-{index}.png",
-            content_type=verified.content_type, width=verified.width, height=verified.height,
+            image_request=image_request,
+            source_url=f"http://127.0.0.1:9/images/seed-{index}.png",
+            content_type=verified.content_type,
+            width=verified.width,
+            height=verified.height,
             size_bytes=len(verified.content),
         )
         image.file.save("image-0.png", ContentFile(verified.content), save=False)
@@ -81,10 +95,17 @@ def create_history(username: str, count: int, *, live: bool) -> None:
     if live:
         # Never sent, so it stays in flight: a steady in-flight card for screenshots.
         ImageRequest.objects.create(
-            user=user, action=options.Action.GENERATE, model=options.Model.NANO_BANANA_PRO, resolution="2K",
+            user=user,
+            action=options.Action.GENERATE,
+            model=options.Model.NANO_BANANA_PRO,
+            resolution="2K",
             prompt="A banana-shaped airship drifting over a foggy harbour, golden hour",
-            status=ImageRequest.Status.IN_PROGRESS, upstream_status="processing", upstream_task_id=f"seed-{username}-live",
-            created_at=now - timedelta(seconds=12), submitted_at=now - timedelta(seconds=11), counts_toward_quota=False,
+            status=ImageRequest.Status.IN_PROGRESS,
+            upstream_status="processing",
+            upstream_task_id=f"seed-{username}-live",
+            created_at=now - timedelta(seconds=12),
+            submitted_at=now - timedelta(seconds=11),
+            counts_toward_quota=False,
         )
 
 

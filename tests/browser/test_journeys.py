@@ -29,7 +29,9 @@ def generate(page: Page, prompt: str) -> None:
 def expect_completed(card) -> None:
     expect(card.locator(".status")).to_have_text("Completed", timeout=RESULT)
     expect(card.locator(".card__media img")).to_be_visible()
-    assert card.locator(".card__media img").evaluate("img => img.complete && img.naturalWidth > 0")
+    assert card.locator(".card__media img").evaluate(
+        "img => img.complete && img.naturalWidth > 0"
+    )
 
 
 def test_sign_in(page: Page, username: str):
@@ -71,13 +73,19 @@ def test_generate_shows_the_request_in_flight_then_its_image(signed_in: Page):
     expect_completed(card)
     expect(card.locator(".card__time")).to_have_text(re.compile(r"in \d+ s"))
     # The page-level live region said so: the card itself is replaced on every poll.
-    expect(page.locator("#live-status")).to_have_text(re.compile(r"A banana surfing .*: Completed\."))
+    expect(page.locator("#live-status")).to_have_text(
+        re.compile(r"A banana surfing .*: Completed\.")
+    )
     check_accessibility(page, "request completed")
 
 
 def test_switching_model_changes_the_choices(signed_in: Page):
     form = signed_in.locator("#generate-form")
-    model, ratio, resolution = form.get_by_label("Model"), form.get_by_label("Aspect ratio"), form.get_by_label("Resolution")
+    model, ratio, resolution = (
+        form.get_by_label("Model"),
+        form.get_by_label("Aspect ratio"),
+        form.get_by_label("Resolution"),
+    )
 
     expect(model).to_have_value("nano-banana-fast")
     expect(resolution).to_be_disabled()
@@ -87,7 +95,9 @@ def test_switching_model_changes_the_choices(signed_in: Page):
     model.select_option("nano-banana-2")
     expect(ratio.locator("option[value='1:8']")).to_have_count(1)
     expect(resolution).to_be_enabled()
-    expect(resolution.locator("option")).to_have_text(["Model default", "1K", "2K", "4K"])
+    expect(resolution.locator("option")).to_have_text(
+        ["Model default", "1K", "2K", "4K"]
+    )
     ratio.select_option("16:9")
     resolution.select_option("4K")
 
@@ -113,18 +123,24 @@ def test_invalid_input_is_shown_inline_and_keeps_what_was_typed(signed_in: Page)
     edit.get_by_role("button", name="Edit").click()
 
     urls = edit.get_by_label("Image URLs")
-    expect(edit.locator(".field__error")).to_have_text("Editing needs at least one image URL to start from.")
+    expect(edit.locator(".field__error")).to_have_text(
+        "Editing needs at least one image URL to start from."
+    )
     expect(urls).to_have_attribute("aria-invalid", "true")
     expect(urls).to_be_focused()
     described_by = urls.get_attribute("aria-describedby").split()
-    assert all(page.locator(f"#{id_}").count() == 1 for id_ in described_by), described_by
+    assert all(page.locator(f"#{id_}").count() == 1 for id_ in described_by), (
+        described_by
+    )
     expect(edit.get_by_label("Prompt")).to_have_value("Make the sky purple")
     expect(edit.get_by_label("Model")).to_have_value("nano-banana-2")
     check_accessibility(page, "edit form error")
 
     generate(page, "   ")
     prompt = page.locator("#generate-prompt")
-    expect(page.locator("#generate-form .field__error")).to_have_text("Describe the image you want: the prompt can't be empty.")
+    expect(page.locator("#generate-form .field__error")).to_have_text(
+        "Describe the image you want: the prompt can't be empty."
+    )
     expect(prompt).to_have_value(re.compile(r"^\s+$"))
     expect(prompt).to_be_focused()
     expect(cards(page)).to_have_count(0)
@@ -139,7 +155,9 @@ def test_edit_this_image_prefills_the_edit_form(signed_in: Page, stack):
     cards(page).first.get_by_role("link", name=re.compile("^Edit this image")).click()
     urls = page.locator("#edit-image_urls")
     expect(urls).to_be_visible()
-    expect(urls).to_have_value(re.compile(re.escape(stack.simulator_url) + r"/images/\S+\.png$"))
+    expect(urls).to_have_value(
+        re.compile(re.escape(stack.simulator_url) + r"/images/\S+\.png$")
+    )
     expect(page.locator("#edit-prompt")).to_be_focused()
     source = urls.input_value()
 
@@ -151,7 +169,9 @@ def test_edit_this_image_prefills_the_edit_form(signed_in: Page, stack):
     expect(cards(page)).to_have_count(2)
 
     card.locator(".card__prompt a").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text(re.compile(r"Edit request #\d+"))
+    expect(page.get_by_role("heading", level=1)).to_have_text(
+        re.compile(r"Edit request #\d+")
+    )
     expect(page.locator(".facts")).to_contain_text(source)
     check_accessibility(page, "detail of an edit")
 
@@ -165,11 +185,15 @@ def test_upstream_failure_is_shown_in_plain_words(signed_in: Page):
         "The image service could not make this image: The model refused to draw this prompt (simulated failure)"
     )
     expect(card.locator(".card__placeholder")).to_be_visible()
-    expect(page.locator("#live-status")).to_contain_text("Failed. The image service could not make this image")
+    expect(page.locator("#live-status")).to_contain_text(
+        "Failed. The image service could not make this image"
+    )
     check_accessibility(page, "request failed")
 
     card.locator(".card__prompt a").click()
-    expect(page.get_by_role("alert")).to_contain_text("The model refused to draw this prompt")
+    expect(page.get_by_role("alert")).to_contain_text(
+        "The model refused to draw this prompt"
+    )
     expect(page.get_by_role("button", name="Resubmit")).to_be_visible()
     check_accessibility(page, "detail of a failure")
 
@@ -177,7 +201,12 @@ def test_upstream_failure_is_shown_in_plain_words(signed_in: Page):
 def test_history_pages_and_detail(page: Page, stack, username: str):
     stack.seed("history", username, "45")
     images: list[str] = []
-    page.on("request", lambda request: images.append(request.url) if "/images/" in request.url else None)
+    page.on(
+        "request",
+        lambda request: (
+            images.append(request.url) if "/images/" in request.url else None
+        ),
+    )
     sign_in(page, username)
 
     expect(cards(page)).to_have_count(20)
@@ -239,7 +268,9 @@ def test_personal_api_tokens(signed_in: Page):
     expect(row).to_contain_text("Active")
 
     row.get_by_role("button", name="Revoke nightly render script").click()
-    expect(page.get_by_role("row", name=re.compile("nightly render script"))).to_contain_text("Revoked")
+    expect(
+        page.get_by_role("row", name=re.compile("nightly render script"))
+    ).to_contain_text("Revoked")
     check_accessibility(page, "token revoked")
 
 
@@ -274,7 +305,9 @@ def _focus_is_visible(page: Page) -> bool:
 
 
 def _focused(page: Page) -> str:
-    return page.evaluate("() => document.activeElement.id || document.activeElement.textContent.trim()")
+    return page.evaluate(
+        "() => document.activeElement.id || document.activeElement.textContent.trim()"
+    )
 
 
 def test_keyboard_alone_signs_in_and_generates(page: Page, username: str):

@@ -6,19 +6,32 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.helpers import DESKTOP, PHONE, check_accessibility, screenshot, sign_in
+from tests.browser.helpers import (
+    DESKTOP,
+    PHONE,
+    check_accessibility,
+    screenshot,
+    sign_in,
+)
 
 pytestmark = pytest.mark.browser
 
 LOOKS = {
     "desktop": {"viewport": DESKTOP, "color_scheme": "light"},
-    "phone": {"viewport": PHONE, "color_scheme": "light", "is_mobile": True, "has_touch": True},
+    "phone": {
+        "viewport": PHONE,
+        "color_scheme": "light",
+        "is_mobile": True,
+        "has_touch": True,
+    },
     "desktop-dark": {"viewport": DESKTOP, "color_scheme": "dark"},
 }
 
 
 @pytest.mark.parametrize("look", LOOKS)
-def test_main_pages(browser, browser_context_args: dict, stack, username: str, look: str):
+def test_main_pages(
+    browser, browser_context_args: dict, stack, username: str, look: str
+):
     context = browser.new_context(**{**browser_context_args, **LOOKS[look]})
     page = context.new_page()
 
@@ -37,8 +50,12 @@ def test_main_pages(browser, browser_context_args: dict, stack, username: str, l
     expect(page.locator("#history-list .card--failed")).to_have_count(1)
     expect(page.locator("#history-list .card--in_progress")).to_have_count(1)
     page.locator("#history-list img").last.scroll_into_view_if_needed()
-    page.wait_for_function("() => [...document.querySelectorAll('#history-list img')].every(img => img.complete)")
-    check_accessibility(page, f"history with completed, failed and in-flight cards ({look})")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#history-list img')].every(img => img.complete)"
+    )
+    check_accessibility(
+        page, f"history with completed, failed and in-flight cards ({look})"
+    )
     screenshot(page, f"main-{look}")
 
     page.get_by_text("Edit an image").click()
@@ -50,7 +67,9 @@ def test_main_pages(browser, browser_context_args: dict, stack, username: str, l
 
     page.locator("#history-list .card--completed .card__prompt a").first.click()
     expect(page).to_have_title(re.compile(r"^Request #\d+"))
-    page.wait_for_function("() => document.querySelector('.detail__image img').complete")
+    page.wait_for_function(
+        "() => document.querySelector('.detail__image img').complete"
+    )
     check_accessibility(page, f"detail ({look})")
     screenshot(page, f"detail-{look}")
 

@@ -21,7 +21,9 @@ def test_main_page_first_load_is_light(browser, base_url: str, stack, username: 
     cookies = signing_in.storage_state()
     signing_in.close()
 
-    cold = browser.new_context(base_url=base_url, viewport=DESKTOP, storage_state=cookies)  # an empty cache
+    cold = browser.new_context(
+        base_url=base_url, viewport=DESKTOP, storage_state=cookies
+    )  # an empty cache
     page = cold.new_page()
     finished = []
     page.on("requestfinished", lambda request: finished.append(request))
@@ -32,20 +34,31 @@ def test_main_page_first_load_is_light(browser, base_url: str, stack, username: 
     rows = []
     for request in finished:
         sizes, response = request.sizes(), request.response()
-        rows.append({
-            "url": request.url.removeprefix(base_url), "type": request.resource_type, "status": response.status,
-            "encoding": response.headers.get("content-encoding", ""),
-            "body": sizes["responseBodySize"], "headers": sizes["responseHeadersSize"],
-        })
+        rows.append(
+            {
+                "url": request.url.removeprefix(base_url),
+                "type": request.resource_type,
+                "status": response.status,
+                "encoding": response.headers.get("content-encoding", ""),
+                "body": sizes["responseBodySize"],
+                "headers": sizes["responseHeadersSize"],
+            }
+        )
     images = [row for row in rows if HISTORY_IMAGE.search(row["url"])]
     assets = [row for row in rows if row not in images]
     total = sum(row["body"] + row["headers"] for row in assets)
-    report = {"assets_bytes": total, "assets_body_bytes": sum(row["body"] for row in assets),
-              "thumbnail_bytes": sum(row["body"] + row["headers"] for row in images), "responses": rows}
+    report = {
+        "assets_bytes": total,
+        "assets_body_bytes": sum(row["body"] for row in assets),
+        "thumbnail_bytes": sum(row["body"] + row["headers"] for row in images),
+        "responses": rows,
+    }
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "page-weight.json").write_text(json.dumps(report, indent=2))
 
-    assert total <= BUDGET, f"The main page's first load moved {total:,} bytes (budget {BUDGET:,}): {rows}"
+    assert total <= BUDGET, (
+        f"The main page's first load moved {total:,} bytes (budget {BUDGET:,}): {rows}"
+    )
     assert images and all(row["url"].endswith("/thumbnail/") for row in images), images
     for row in assets:
         if row["type"] in ("stylesheet", "script"):

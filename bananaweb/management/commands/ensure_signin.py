@@ -19,7 +19,9 @@ class Command(BaseCommand):
 
         if not User.objects.filter(username=username).exists():
             password = env_password or secrets.token_urlsafe(12)
-            User.objects.create_superuser(username=username, email="", password=password)
+            User.objects.create_superuser(
+                username=username, email="", password=password
+            )
             if not env_password:
                 password_file.write_text(password + "\n")
                 password_file.chmod(0o600)
@@ -31,4 +33,6 @@ class Command(BaseCommand):
             where = f"{os.path.relpath(password_file)} (cat it)"
         else:
             where = f"whatever it was set to (`python manage.py changepassword {username}` resets it)"
-        self.stdout.write(self.style.SUCCESS(f"Sign in as '{username}'; the password is in {where}."))
+        self.stdout.write(
+            self.style.SUCCESS(f"Sign in as '{username}'; the password is in {where}.")
+        )

@@ -12,7 +12,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("username")
-        parser.add_argument("--name", default="Issued from the command line", help="What the token is for.")
+        parser.add_argument(
+            "--name",
+            default="Issued from the command line",
+            help="What the token is for.",
+        )
 
     def handle(self, *args, username: str, name: str, **options) -> None:
         User = get_user_model()
@@ -24,6 +28,8 @@ class Command(BaseCommand):
             api_token, raw = services.api_token_create(user=user, name=name)
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
-        self.stderr.write(f"Issued token “{api_token.name}” ({api_token.prefix}…) for {username}. "
-                          "It is shown only this once.")
+        self.stderr.write(
+            f"Issued token “{api_token.name}” ({api_token.prefix}…) for {username}. "
+            "It is shown only this once."
+        )
         self.stdout.write(raw)
