@@ -32,8 +32,21 @@ _SHARED_ADDRESS_SPACE = ipaddress.IPv4Network("100.64.0.0/10")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
+# Answers that say "not now" rather than "never".
+TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
 class FetchError(Exception):
-    """Why a URL couldn't be fetched, as a sentence for a person."""
+    """Why a URL couldn't be fetched, as a sentence for a person.
+
+    `transient` when trying again later may work (a timeout, a broken connection,
+    a 5xx or 429 answer); not for an answer that will not change (too large, not
+    an image, a private address).
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -89,7 +102,8 @@ def fetch(
             if response.status_code != 200:
                 raise FetchError(
                     f"Fetching {shown} failed: the server answered HTTP {response.status_code} "
-                    f"instead of the {noun}."
+                    f"instead of the {noun}.",
+                    transient=response.status_code in TRANSIENT_STATUSES,
                 )
             content_type = (
                 response.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -291,7 +305,8 @@ def _opened(
             ):
                 raise _too_slow(shown) from None
             raise FetchError(
-                f"bananaweb couldn't connect to {target.host} to fetch {shown}."
+                f"bananaweb couldn't connect to {target.host} to fetch {shown}.",
+                transient=True,
             ) from None
         except requests.exceptions.Timeout:
             adapter.close()
@@ -299,7 +314,8 @@ def _opened(
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
             adapter.close()
             raise FetchError(
-                f"Fetching {shown} failed: the server's answer was broken."
+                f"Fetching {shown} failed: the server's answer was broken.",
+                transient=True,
             ) from None
         try:
             yield response
@@ -362,14 +378,18 @@ def _read_body(
     except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
         raise _too_slow(shown) from None
     except (urllib3.exceptions.HTTPError, requests.RequestException, OSError):
-        raise FetchError(f"The connection broke off while fetching {shown}.") from None
+        raise FetchError(
+            f"The connection broke off while fetching {shown}.", transient=True
+        ) from None
 
 
 # --- Messages -------------------------------------------------------------------
 
 
 def _too_slow(shown: str) -> FetchError:
-    return FetchError(f"Fetching {shown} took too long, so bananaweb gave up.")
+    return FetchError(
+        f"Fetching {shown} took too long, so bananaweb gave up.", transient=True
+    )
 
 
 def _shown(url: str, limit: int = 200) -> str:

@@ -13,7 +13,7 @@ class Step(StrEnum):
     SUBMIT = "submit"
     POLL = "poll"
     FETCH_IMAGES = "fetch images"
-    SWEEP = "sweep"
+    RECONCILE = "reconcile"
     CHECK_TOKEN = "check token"
     RECHECK_TOKEN = "recheck token"
 

@@ -3,6 +3,8 @@
 Field names are the API's; the rules live in options.py.
 """
 
+import uuid
+
 from django import forms
 from django.forms.renderers import TemplatesSetting
 from django.urls import reverse_lazy
@@ -37,6 +39,11 @@ class ImageRequestForm(forms.ModelForm):
     """Offers only the aspect ratios and resolutions the chosen model accepts."""
 
     image_urls = ImageUrlsField(required=False, label="Image URLs")
+    # A new key for every form shown: sending the same form twice (a double click,
+    # a reload after POST, a duplicated tab) makes one request.
+    idempotency_key = forms.CharField(
+        required=False, max_length=100, widget=forms.HiddenInput
+    )
 
     class Meta:
         model = ImageRequest
@@ -69,6 +76,7 @@ class ImageRequestForm(forms.ModelForm):
         kwargs["initial"] = {"action": action, **(kwargs.get("initial") or {})}
         super().__init__(*args, **kwargs)
         self.kind = action
+        self.fields["idempotency_key"].initial = uuid.uuid4().hex
         self.fields["prompt"].widget.attrs.update(
             maxlength=options.PROMPT_MAX_LENGTH, required=True
         )

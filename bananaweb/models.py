@@ -48,16 +48,25 @@ def local_day_start(now: datetime | None = None) -> datetime:
 
 
 class UpstreamTokenQuerySet(models.QuerySet):
+    def open_to(self, user) -> "UpstreamTokenQuerySet":
+        """Tokens the user's groups may use (a token with no groups is everyone's)."""
+        return self.filter(
+            Q(groups__isnull=True) | Q(groups__in=user.groups.all())
+        ).distinct()
+
+    def healthy(self) -> "UpstreamTokenQuerySet":
+        """Enabled by the admins and not refused by the upstream."""
+        return self.filter(is_active=True, suspended_reason="")
+
     def usable_by(
         self, user, *, now: datetime | None = None
     ) -> "UpstreamTokenQuerySet":
         """Active, healthy, not cooling down, and open to the user's groups."""
         now = now or timezone.now()
         return (
-            self.filter(is_active=True, suspended_reason="")
+            self.healthy()
             .filter(Q(cooldown_until__isnull=True) | Q(cooldown_until__lte=now))
-            .filter(Q(groups__isnull=True) | Q(groups__in=user.groups.all()))
-            .distinct()
+            .open_to(user)
         )
 
     def with_usage(self) -> "UpstreamTokenQuerySet":
@@ -260,12 +269,21 @@ class ErrorCode(models.TextChoices):
     UPSTREAM_CANCELLED = "upstream_cancelled", "Cancelled upstream"
     UPSTREAM_TIMEOUT = "upstream_timeout", "Timed out upstream"
     TOKEN_DELETED = "token_deleted", "Its upstream token was deleted"
+    EXPIRED = "expired", "Never sent in time"
 
 
 UNKNOWN_OUTCOME_MESSAGE = (
     "We sent this request but got no usable answer ({reason}), so we can't tell "
     "whether the image service accepted it. It was not resent automatically, so you "
     "are never charged twice. Resubmit it if no image arrives."
+)
+
+
+IN_FLIGHT = (RequestStatus.QUEUED, RequestStatus.SUBMITTING, RequestStatus.IN_PROGRESS)
+EXPIRED_MESSAGE = (
+    "It could not be sent before its deadline (no task worker or no upstream token "
+    "could take it in time), so it was not sent at all and nothing was charged. "
+    "Resubmit it when you like."
 )
 
 
@@ -278,11 +296,7 @@ class ImageRequest(models.Model):
 
     Status = RequestStatus
     ErrorCode = ErrorCode
-    IN_FLIGHT = (
-        RequestStatus.QUEUED,
-        RequestStatus.SUBMITTING,
-        RequestStatus.IN_PROGRESS,
-    )
+    IN_FLIGHT = IN_FLIGHT
 
     class Source(models.TextChoices):
         WEB = "web", "Web"
@@ -329,6 +343,19 @@ class ImageRequest(models.Model):
     counts_toward_quota = models.BooleanField(default=True)
     poll_count = models.PositiveIntegerField(default=0)
 
+    # Recovery: when the next background step should have run by (the reconciler
+    # reschedules one whose task was lost), when the upstream call began (a send
+    # that began and never finished has an unknown outcome), and how many times
+    # the current step failed for a passing reason (bounded, with backoff).
+    due_at = models.DateTimeField(default=timezone.now)
+    sending_started_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # A replayed submission (double click, reload, a retrying script) finds the
+    # first request by its key; request_hash tells a replay from a key reused for
+    # another body.
+    idempotency_key = models.CharField(max_length=100, blank=True)
+    request_hash = models.CharField(max_length=64, blank=True)
+
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -337,8 +364,20 @@ class ImageRequest(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
-        indexes = [models.Index(fields=["user", "-created_at"])]
+        indexes = [
+            models.Index(fields=["user", "-created_at"]),
+            models.Index(
+                fields=["due_at"],
+                condition=Q(status__in=IN_FLIGHT),
+                name="image_request_in_flight_due",
+            ),
+        ]
         constraints = [
+            models.UniqueConstraint(
+                fields=["user", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="image_request_idempotency_key_unique",
+            ),
             models.CheckConstraint(
                 condition=_in_choices("action", options.Action),
                 name="image_request_action_valid",
@@ -409,7 +448,20 @@ class ImageRequest(models.Model):
     def wait(self, *, message: str) -> None:
         """Nothing was accepted (rate limited, unreachable): queued to be sent again."""
         self.status = RequestStatus.QUEUED
+        self.sending_started_at = None
         self.error_message = message
+
+    def expire(self) -> None:
+        """Never sent by its submit deadline: it ends, and nothing was charged."""
+        self.fail(ErrorCode.EXPIRED, EXPIRED_MESSAGE)
+
+    def miss_deadline(self) -> None:
+        """No result by the poll deadline: bananaweb stops waiting."""
+        minutes = round(settings.BANANAWEB_POLL_DEADLINE / 60)
+        self.fail(
+            ErrorCode.DEADLINE,
+            f"No result after {minutes} minutes, so bananaweb stopped waiting.",
+        )
 
     def fail(
         self, code: ErrorCode, message: str, *, release_quota: bool = True
@@ -439,6 +491,16 @@ class ImageRequest(models.Model):
     @property
     def in_flight(self) -> bool:
         return self.status in self.IN_FLIGHT
+
+    @property
+    def submit_deadline(self) -> datetime:
+        """Not sent by then, it is never sent."""
+        return self.created_at + timedelta(seconds=settings.BANANAWEB_SUBMIT_DEADLINE)
+
+    @property
+    def poll_deadline(self) -> datetime:
+        started = self.submitted_at or self.created_at
+        return started + timedelta(seconds=settings.BANANAWEB_POLL_DEADLINE)
 
     @property
     def can_resubmit(self) -> bool:

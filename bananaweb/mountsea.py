@@ -109,6 +109,7 @@ class RateLimited:
 class UpstreamError:
     status_code: int
     message: str
+    retry_after: float | None = None  # seconds, from a Retry-After header (e.g. 503)
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,7 +345,11 @@ class MountseaClient:
                 code, "The image service refused the request" + suffix, errors
             )
         if code >= 500:
-            return UpstreamError(code, "The image service is having trouble" + suffix)
+            return UpstreamError(
+                code,
+                "The image service is having trouble" + suffix,
+                retry_after=_retry_after(response.headers.get("Retry-After")),
+            )
         if 300 <= code < 400:
             location = self._scrub(response.headers.get("Location", ""))[
                 :MAX_DETAIL_LENGTH

@@ -1,4 +1,5 @@
-"""The request pipeline's background steps: submit, poll, fetch images, sweep.
+"""The request pipeline's background steps: submit, poll, fetch images, and the
+reconciler that looks after them.
 
 Each step runs in a task (tasks.py), never in a web request. It loads the
 request by id, talks to the upstream through mountsea.py, changes the request
@@ -6,6 +7,7 @@ through its own state methods, and returns the follow-ups to schedule.
 """
 
 import logging
+import random
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -17,6 +19,7 @@ from django.utils import timezone
 from bananaweb import fetching, images, mountsea, options
 from bananaweb.followups import FollowUp, Step
 from bananaweb.models import (
+    EXPIRED_MESSAGE,
     UNKNOWN_OUTCOME_MESSAGE,
     ErrorCode,
     GeneratedImage,
@@ -25,20 +28,18 @@ from bananaweb.models import (
 from bananaweb.tokens import (
     NoUsableToken,
     token_cool_down,
+    token_free_at,
     token_mark_used,
     token_record_error,
     token_select,
     token_suspend,
+    token_unavailable_reason,
 )
 
 logger = logging.getLogger(__name__)
 Status = ImageRequest.Status
 
-NO_TOKEN_MESSAGE = (
-    "No upstream API token is available right now, so nothing was sent. "
-    "Your request is saved; ask an admin to add or re-enable a token, "
-    "then resubmit it."
-)
+UNAVAILABLE_RETRY = 15  # seconds, when the upstream said "not now" without a time
 FAILED_STATUS_WORDS = {
     options.UpstreamStatus.FAILED: "The image service could not make this image",
     options.UpstreamStatus.CANCELLED: "The image service cancelled this task",
@@ -105,43 +106,96 @@ def _check_image_urls(image_request: ImageRequest) -> str:
     return ""
 
 
+# --- Scheduling the next step -----------------------------------------------------
+
+
+def _next(image_request: ImageRequest, step: Step, delay: float = 0) -> FollowUp:
+    """The follow-up for the request's next step; due_at tells the reconciler when
+    that step should have run by (the caller saves)."""
+    image_request.due_at = timezone.now() + timedelta(seconds=delay)
+    return FollowUp(step, (image_request.pk,), delay=delay)
+
+
 # --- Submit -----------------------------------------------------------------------
 
 
-def image_request_sweep_stale() -> int:
-    """Requests stuck in "Sending" (their worker died mid-call) become
-    outcome-unknown, never resent."""
-    cutoff = timezone.now() - timedelta(
-        seconds=settings.MOUNTSEA_CONNECT_TIMEOUT + settings.MOUNTSEA_READ_TIMEOUT + 60
-    )
-    reason = "the worker stopped while sending it"
-    return ImageRequest.objects.filter(
-        status=Status.SUBMITTING, created_at__lt=cutoff
-    ).update(
-        status=Status.UNKNOWN,
-        error_code=ErrorCode.UNKNOWN_OUTCOME,
-        error_message=UNKNOWN_OUTCOME_MESSAGE.format(reason=reason),
-        finished_at=timezone.now(),
+def _pre_send_budget() -> float:
+    """The most the checks before sending (image URLs) may take."""
+    return settings.BANANAWEB_FETCH_TIMEOUT * settings.BANANAWEB_MAX_IMAGE_URLS
+
+
+def _begin_sending(image_request: ImageRequest) -> bool:
+    """Record, committed before the call, that a send begins: if the worker dies
+    now, the reconciler knows the outcome is unknown. False when the reconciler
+    already took the request back (it was claimed too long ago)."""
+    now = timezone.now()
+    began = ImageRequest.objects.filter(
+        pk=image_request.pk, status=Status.SUBMITTING
+    ).update(sending_started_at=now)
+    image_request.sending_started_at = now
+    return bool(began)
+
+
+def _save_if_sending(image_request: ImageRequest, *, accepted: bool = False) -> None:
+    """Save the send's outcome unless the reconciler ended the request meanwhile.
+
+    An acceptance is saved whatever happened: the image is paid for, so it is
+    fetched.
+    """
+    with transaction.atomic():
+        current = (
+            ImageRequest.objects.select_for_update()
+            .filter(pk=image_request.pk)
+            .values_list("status", flat=True)
+            .first()
+        )
+        if current == Status.SUBMITTING or accepted:
+            image_request.save()
+        else:
+            logger.warning(
+                "Request %s: the send ended after it was marked %s; kept that.",
+                image_request.pk,
+                current,
+            )
+
+
+def _no_token_message(user) -> str:
+    reason = token_unavailable_reason(user=user)
+    return (
+        f"No upstream API token is available, so nothing was sent: {reason}. "
+        "Your request is saved; resubmit it once that is done."
     )
 
 
 def image_request_submit(*, image_request_id: int) -> list[FollowUp]:
-    """Send a saved request upstream, failing over between tokens; never resends
-    an unknown outcome."""
+    """Send a saved request upstream, failing over between tokens.
+
+    Never resends an unknown outcome; a request that was not accepted for a
+    passing reason (rate limited, unavailable, unreachable) waits and is sent
+    again until its submit deadline.
+    """
+    now = timezone.now()
     claimed = ImageRequest.objects.filter(
         pk=image_request_id, status=Status.QUEUED
-    ).update(status=Status.SUBMITTING)
+    ).update(
+        status=Status.SUBMITTING,
+        sending_started_at=None,
+        due_at=now + timedelta(seconds=_pre_send_budget()),
+    )
     if not claimed:
         return []  # already sent, or being sent by another worker
     image_request = ImageRequest.objects.select_related("user").get(pk=image_request_id)
-    follow_ups: list[FollowUp] = []
-
+    if now >= image_request.submit_deadline:
+        image_request.expire()
+        _save_if_sending(image_request)
+        return []
     if image_request.image_urls and (problem := _check_image_urls(image_request)):
         image_request.fail(ErrorCode.IMAGE_URLS, problem)
-        image_request.save()
-        return follow_ups
+        _save_if_sending(image_request)
+        return []
 
     payload = image_request.upstream_payload()
+    follow_ups: list[FollowUp] = []
     tried: set[int] = set()
     retry_in: float | None = None
     while True:
@@ -150,6 +204,8 @@ def image_request_submit(*, image_request_id: int) -> list[FollowUp]:
         except NoUsableToken:
             break
         tried.add(token.pk)
+        if not _begin_sending(image_request):
+            return follow_ups
         image_request.upstream_token = token
         outcome = mountsea.client_for(token.secret).generate(payload)
         _log_exchange(image_request, "generate", outcome, token)
@@ -159,9 +215,10 @@ def image_request_submit(*, image_request_id: int) -> list[FollowUp]:
                 image_request.accept(
                     upstream_task_id=outcome.upstream_task_id, token=token
                 )
-                image_request.save()
-                first_poll = settings.BANANAWEB_POLL_FIRST_DELAY
-                poll = FollowUp(Step.POLL, (image_request.pk,), delay=first_poll)
+                poll = _next(
+                    image_request, Step.POLL, settings.BANANAWEB_POLL_FIRST_DELAY
+                )
+                _save_if_sending(image_request, accepted=True)
                 return [*follow_ups, poll]
             case mountsea.AuthFailed() | mountsea.OutOfCredit():
                 # Refused before anything was accepted: safe to try the next token.
@@ -175,37 +232,55 @@ def image_request_submit(*, image_request_id: int) -> list[FollowUp]:
                 continue
             case mountsea.NetworkError(sent=False):
                 token_record_error(token=token, message=outcome.message)
-                retry_in = 15
+                retry_in = UNAVAILABLE_RETRY
                 break
-            case mountsea.NetworkError() | mountsea.Malformed():
+            case mountsea.UpstreamError(status_code=503):
+                # "Unavailable" says the request was not taken: a wait, for every
+                # token alike.
+                token_record_error(token=token, message=outcome.message)
+                retry_in = outcome.retry_after or UNAVAILABLE_RETRY
+                break
+            case (
+                mountsea.NetworkError()
+                | mountsea.Malformed()
+                | mountsea.UpstreamError()
+            ):
+                # A 500, 502 or 504, a timeout or an answer we can't read: a task
+                # may exist upstream, so this is never sent again on its own.
                 token_record_error(token=token, message=outcome.message)
                 image_request.mark_outcome_unknown(reason=outcome.message)
-                image_request.save()
+                _save_if_sending(image_request)
                 return follow_ups
-            case _:  # Rejected, UpstreamError: the upstream said no
-                if isinstance(outcome, mountsea.UpstreamError):
-                    token_record_error(token=token, message=outcome.message)
+            case _:  # Rejected: the upstream said no
                 image_request.fail(ErrorCode.REJECTED, outcome.message)
-                image_request.save()
+                _save_if_sending(image_request)
                 return follow_ups
 
-    last_message = (
-        image_request.exchange[-1]["message"] if image_request.exchange else ""
-    )
-    deadline = image_request.created_at + timedelta(
-        seconds=settings.BANANAWEB_SUBMIT_DEADLINE
-    )
-    if retry_in is not None and timezone.now() + timedelta(seconds=retry_in) < deadline:
-        # Nothing was accepted (rate limited or unreachable): wait and send again.
-        image_request.wait(message="Waiting for the image service: " + last_message)
-        image_request.save()
-        return [*follow_ups, FollowUp(Step.SUBMIT, (image_request.pk,), delay=retry_in)]
+    reason = image_request.exchange[-1]["message"] if image_request.exchange else ""
+    if retry_in is None and (free_at := token_free_at(user=image_request.user)):
+        # Every token is only cooling down after a rate limit: wait for the first.
+        # The jitter spreads out the requests that all waited for the same moment.
+        retry_in = (free_at - timezone.now()).total_seconds() + random.uniform(0, 1)
+        reason = "every upstream API token is waiting out a rate limit"
+    now = timezone.now()
+    if retry_in is not None and now + timedelta(seconds=retry_in) < (
+        image_request.submit_deadline
+    ):
+        until = timezone.localtime(now + timedelta(seconds=retry_in))
+        image_request.wait(
+            message=f"Waiting for the image service until {until:%H:%M:%S}: "
+            + reason.rstrip(".")
+            + ". It is sent then, by itself."
+        )
+        retry = _next(image_request, Step.SUBMIT, retry_in)
+        _save_if_sending(image_request)
+        return [*follow_ups, retry]
     if retry_in is not None:
         message = "The image service stayed unavailable, so the request was not sent. "
-        image_request.fail(ErrorCode.UNAVAILABLE, (message + last_message).strip())
+        image_request.fail(ErrorCode.UNAVAILABLE, (message + reason).strip())
     else:
-        image_request.fail(ErrorCode.NO_TOKEN, NO_TOKEN_MESSAGE)
-    image_request.save()
+        image_request.fail(ErrorCode.NO_TOKEN, _no_token_message(image_request.user))
+    _save_if_sending(image_request)
     return follow_ups
 
 
@@ -218,7 +293,11 @@ def _next_poll_delay(poll_count: int) -> float:
 
 
 def image_request_poll(*, image_request_id: int) -> list[FollowUp]:
-    """Ask the upstream how the task is doing, with the token that submitted it."""
+    """Ask the upstream how the task is doing, with the token that submitted it.
+
+    Any fault on the way (5xx, timeouts, odd answers) only means asking again
+    later, until the poll deadline.
+    """
     image_request = ImageRequest.objects.select_related("upstream_token").get(
         pk=image_request_id
     )
@@ -251,33 +330,34 @@ def image_request_poll(*, image_request_id: int) -> list[FollowUp]:
     if isinstance(outcome, mountsea.TaskState) and outcome.terminal:
         image_request.result = outcome.result
         if outcome.status == options.UpstreamStatus.COMPLETED:
+            fetch = _next(image_request, Step.FETCH_IMAGES)
             image_request.save()
-            return [FollowUp(Step.FETCH_IMAGES, (image_request.pk,))]
+            return [fetch]
         reason = outcome.error_message or "no reason was given"
         words = FAILED_STATUS_WORDS[outcome.status]
         image_request.fail(FAILED_STATUS_CODES[outcome.status], f"{words}: {reason}")
         image_request.save()
         return []
 
-    started = image_request.submitted_at or image_request.created_at
-    if timezone.now() >= started + timedelta(seconds=settings.BANANAWEB_POLL_DEADLINE):
-        minutes = round(settings.BANANAWEB_POLL_DEADLINE / 60)
-        image_request.fail(
-            ErrorCode.DEADLINE,
-            f"No result after {minutes} minutes, so bananaweb stopped waiting.",
-        )
+    if timezone.now() >= image_request.poll_deadline:
+        image_request.miss_deadline()
         image_request.save()
         return []
+    poll = _next(image_request, Step.POLL, _next_poll_delay(image_request.poll_count))
     image_request.save()
-    delay = _next_poll_delay(image_request.poll_count)
-    return [FollowUp(Step.POLL, (image_request.pk,), delay=delay)]
+    return [poll]
 
 
 # --- Images -----------------------------------------------------------------------
 
 
 def image_request_fetch_images(*, image_request_id: int) -> list[FollowUp]:
-    """Download, verify and store every image of a completed task, with thumbnails."""
+    """Download, verify and store every image of a completed task, with thumbnails.
+
+    A failure that may pass (a timeout, a 5xx) is tried again with backoff, up
+    to BANANAWEB_FETCH_ATTEMPTS times; one that won't (too large, not an image)
+    is not.
+    """
     image_request = ImageRequest.objects.get(pk=image_request_id)
     if image_request.status != Status.IN_PROGRESS or image_request.images.exists():
         return []
@@ -291,8 +371,8 @@ def image_request_fetch_images(*, image_request_id: int) -> list[FollowUp]:
         image_request.save()
         return []
 
-    stored: list[GeneratedImage] = []
-    problems: list[str] = []
+    verified_images: list[tuple[str, images.VerifiedImage]] = []
+    problems: list[fetching.FetchError | images.ImageInvalid] = []
     for ref in refs:
         try:
             content = _fetch_image(ref.url) if ref.url else ref.data
@@ -300,13 +380,30 @@ def image_request_fetch_images(*, image_request_id: int) -> list[FollowUp]:
         except (fetching.FetchError, images.ImageInvalid) as exc:
             # One odd URL in a pass-through result must not lose the images that
             # did arrive.
-            problems.append(str(exc))
+            problems.append(exc)
             continue
-        stored.append(_image_build(image_request, len(stored), ref.url, verified))
+        verified_images.append((ref.url, verified))
 
+    passing = [p for p in problems if getattr(p, "transient", False)]
+    if passing and image_request.attempts + 1 < settings.BANANAWEB_FETCH_ATTEMPTS:
+        image_request.attempts += 1
+        _log(image_request, "fetch_images", "Retrying", str(passing[0])[:2000])
+        retry = _next(image_request, Step.FETCH_IMAGES, 2**image_request.attempts)
+        image_request.save()
+        return [retry]
+
+    stored = [
+        _image_build(image_request, position, url, verified)
+        for position, (url, verified) in enumerate(verified_images)
+    ]
     with transaction.atomic():
+        # Another run of this step (a rescheduled one) may have saved them first.
+        locked = ImageRequest.objects.select_for_update().get(pk=image_request.pk)
+        if locked.status != Status.IN_PROGRESS or locked.images.exists():
+            return []
         if problems:
-            _log(image_request, "fetch_images", "Skipped", " ".join(problems)[:2000])
+            text = " ".join(map(str, problems))[:2000]
+            _log(image_request, "fetch_images", "Skipped", text)
         if not stored:
             image_request.fail(
                 ErrorCode.IMAGE_FETCH,
@@ -320,6 +417,105 @@ def image_request_fetch_images(*, image_request_id: int) -> list[FollowUp]:
         image_request.complete()
         image_request.save()
     return []
+
+
+# --- The reconciler ---------------------------------------------------------------
+
+
+def image_request_reconcile(*, limit: int = 500) -> list[FollowUp]:
+    """Look after every request in flight, whatever happened to its task.
+
+    Sends that began and never finished become outcome unknown (measured from
+    when sending began, never resent); claims that never began sending go back
+    to the queue; deadlines are enforced; a request whose next step is overdue
+    (its task died, or its enqueue was lost) gets that step scheduled again,
+    with backoff.
+    """
+    now = timezone.now()
+    in_flight = ImageRequest.objects.filter(status__in=ImageRequest.IN_FLIGHT)
+    send_cutoff = now - timedelta(
+        seconds=settings.MOUNTSEA_CONNECT_TIMEOUT + settings.MOUNTSEA_READ_TIMEOUT + 30
+    )
+    reason = "the worker stopped while sending it"
+    in_flight.filter(
+        status=Status.SUBMITTING, sending_started_at__lt=send_cutoff
+    ).update(
+        status=Status.UNKNOWN,
+        error_code=ErrorCode.UNKNOWN_OUTCOME,
+        error_message=UNKNOWN_OUTCOME_MESSAGE.format(reason=reason),
+        finished_at=now,
+    )
+    lost = now - timedelta(seconds=settings.BANANAWEB_LOST_TASK_GRACE)
+    # Claimed, and the worker died before it sent anything: safe to send.
+    in_flight.filter(
+        status=Status.SUBMITTING, sending_started_at__isnull=True, due_at__lt=lost
+    ).update(status=Status.QUEUED)
+    in_flight.filter(
+        status=Status.QUEUED,
+        created_at__lt=now - timedelta(seconds=settings.BANANAWEB_SUBMIT_DEADLINE),
+    ).update(
+        status=Status.FAILED,
+        error_code=ErrorCode.EXPIRED,
+        error_message=EXPIRED_MESSAGE,
+        counts_toward_quota=False,
+        finished_at=now,
+    )
+
+    follow_ups: list[FollowUp] = []
+    overdue = in_flight.exclude(status=Status.SUBMITTING).filter(due_at__lt=lost)
+    for image_request in overdue.order_by("due_at")[:limit]:
+        if follow_up := _recover(image_request, now=now):
+            follow_ups.append(follow_up)
+    return follow_ups
+
+
+RECOVERY_FIELDS = (
+    "status",
+    "error_code",
+    "error_message",
+    "finished_at",
+    "counts_toward_quota",
+    "attempts",
+    "due_at",
+)
+
+
+def _recover(image_request: ImageRequest, *, now) -> FollowUp | None:
+    """Schedule a lost step again, with backoff, or end the request when it may
+    not go on."""
+    previous = {"status": image_request.status, "due_at": image_request.due_at}
+    follow_up = None
+    if image_request.status == Status.QUEUED:
+        step = Step.SUBMIT
+    elif image_request.upstream_status == options.UpstreamStatus.COMPLETED:
+        step = Step.FETCH_IMAGES
+    else:
+        step = Step.POLL
+    if step == Step.POLL and now >= image_request.poll_deadline:
+        image_request.miss_deadline()
+    elif step == Step.FETCH_IMAGES and (
+        image_request.attempts + 1 >= settings.BANANAWEB_FETCH_ATTEMPTS
+    ):
+        image_request.fail(
+            ErrorCode.IMAGE_FETCH,
+            "The image was made but could not be saved: storing it kept failing.",
+            release_quota=False,
+        )
+    else:
+        image_request.attempts += 1
+        delay = min(2**image_request.attempts, settings.BANANAWEB_POLL_MAX_DELAY)
+        follow_up = _next(image_request, step, delay)
+    # Written only if no step touched the request since it was read: a live step
+    # wins.
+    updated = ImageRequest.objects.filter(pk=image_request.pk, **previous).update(
+        **{name: getattr(image_request, name) for name in RECOVERY_FIELDS}
+    )
+    if updated and follow_up:
+        logger.warning(
+            "Request %s: its %s step was lost; scheduled again.", image_request.pk, step
+        )
+        return follow_up
+    return None
 
 
 def _image_build(

@@ -2,6 +2,8 @@
 requests, and a token check. Sending happens later, in the background steps of
 pipeline.py, scheduled through tasks.py."""
 
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -56,18 +58,48 @@ def quota_usage(*, user) -> QuotaUsage:
 # --- Requests ---------------------------------------------------------------------
 
 FIELDS = ("prompt", "action", "model", "aspect_ratio", "resolution", "image_urls")
+IDEMPOTENCY_KEY_MAX_LENGTH = 100
+
+
+class IdempotencyConflict(Exception):
+    def __init__(self) -> None:
+        super().__init__(
+            "This submission's key was already used for a different request, so "
+            "nothing new was sent. Reload the page (or use a new Idempotency-Key) "
+            "to send another request."
+        )
+
+
+def _request_hash(values: dict) -> str:
+    canonical = json.dumps(values, sort_keys=True, ensure_ascii=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def image_request_create(
-    *, user, data: dict, source: str = ImageRequest.Source.WEB
+    *,
+    user,
+    data: dict,
+    source: str = ImageRequest.Source.WEB,
+    idempotency_key: str = "",
 ) -> ImageRequest:
     """Validate and save a request, then send it in the background.
+
+    With an idempotency key, a replay (a double click, a reload after POST, a
+    script's retry) gets the request the key first made, and nothing new is
+    sent; the same key with other values raises IdempotencyConflict.
 
     Raises ValidationError for bad input and QuotaExceeded when the user is out
     of requests for today; in both cases nothing is sent upstream.
     """
     values = {name: data.get(name) for name in FIELDS}
     values["num_images"] = data.get("num_images", 1)
+    if len(idempotency_key) > IDEMPOTENCY_KEY_MAX_LENGTH:
+        raise ValidationError(
+            {
+                "idempotency_key": "An idempotency key is at most "
+                f"{IDEMPOTENCY_KEY_MAX_LENGTH} characters long."
+            }
+        )
     # The raw values first: the rules' own messages, before any coercion by
     # model fields.
     if errors := options.option_errors(
@@ -83,11 +115,23 @@ def image_request_create(
         aspect_ratio=values["aspect_ratio"] or "",
         resolution=values["resolution"] or "",
         image_urls=values["image_urls"] or [],
+        idempotency_key=idempotency_key,
+        request_hash=_request_hash(values) if idempotency_key else "",
     )
-    image_request.full_clean()
+    # The key's uniqueness is checked below, under the lock, as a replay.
+    image_request.full_clean(exclude=["idempotency_key"])
     with transaction.atomic():
-        # Lock the user's row so two submissions can't both take the last request.
+        # Lock the user's row so two submissions can't both take the last request,
+        # nor both use one idempotency key.
         get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+        if idempotency_key and (
+            first := ImageRequest.objects.for_user(user)
+            .filter(idempotency_key=idempotency_key)
+            .first()
+        ):
+            if first.request_hash != image_request.request_hash:
+                raise IdempotencyConflict
+            return first
         usage = quota_usage(user=user)
         if usage.used >= usage.limit:
             raise QuotaExceeded(usage.limit, usage.resets_at)

@@ -201,8 +201,13 @@ BANANAWEB_DEFAULT_DAILY_QUOTA = env_int("BANANAWEB_DEFAULT_DAILY_QUOTA", 50)
 BANANAWEB_API_RATE_LIMIT = env_int("BANANAWEB_API_RATE_LIMIT", 60)
 BANANAWEB_SUBMIT_DEADLINE = env_float("BANANAWEB_SUBMIT_DEADLINE", 10 * 60)
 BANANAWEB_TOKEN_RECHECK_DELAY = env_float("BANANAWEB_TOKEN_RECHECK_DELAY", 5 * 60)
-# How often requests stuck in "Sending" (their worker died) are looked for.
-BANANAWEB_SWEEP_INTERVAL = env_float("BANANAWEB_SWEEP_INTERVAL", 60)
+# The reconciler: how often it looks for requests whose background step was lost
+# (a worker died, an enqueue failed) and for deadlines that passed, and how long
+# past its due time a step counts as lost.
+BANANAWEB_RECONCILE_INTERVAL = env_float("BANANAWEB_RECONCILE_INTERVAL", 30)
+BANANAWEB_LOST_TASK_GRACE = env_float("BANANAWEB_LOST_TASK_GRACE", 90)
+# Tries to download a finished image when the failure may pass (timeouts, 5xx).
+BANANAWEB_FETCH_ATTEMPTS = env_int("BANANAWEB_FETCH_ATTEMPTS", 5)
 
 # --- Secrets at rest ----------------------------------------------------------
 BANANAWEB_ENCRYPTION_KEYS = env_list("BANANAWEB_ENCRYPTION_KEYS")

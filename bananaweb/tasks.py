@@ -29,10 +29,10 @@ def image_request_fetch_images_task(image_request_id: int) -> None:
 
 
 @task()
-def image_request_sweep_task() -> None:
+def image_request_reconcile_task() -> None:
     """Its own job on its own schedule: the next run is booked before this one works."""
-    schedule(FollowUp(Step.SWEEP, delay=settings.BANANAWEB_SWEEP_INTERVAL))
-    pipeline.image_request_sweep_stale()
+    schedule(FollowUp(Step.RECONCILE, delay=settings.BANANAWEB_RECONCILE_INTERVAL))
+    schedule(*pipeline.image_request_reconcile())
 
 
 @task()
@@ -49,7 +49,7 @@ TASKS: dict[Step, Task] = {
     Step.SUBMIT: image_request_submit_task,
     Step.POLL: image_request_poll_task,
     Step.FETCH_IMAGES: image_request_fetch_images_task,
-    Step.SWEEP: image_request_sweep_task,
+    Step.RECONCILE: image_request_reconcile_task,
     Step.CHECK_TOKEN: token_check_task,
     Step.RECHECK_TOKEN: token_recheck_task,
 }

@@ -6,11 +6,11 @@ else writes an UpstreamToken or a TokenAuditEntry.
 """
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Min
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -50,6 +50,36 @@ def token_select(*, user, exclude: set[int] = frozenset()) -> UpstreamToken:
     if token is None:
         raise NoUsableToken
     return token
+
+
+def token_free_at(*, user) -> datetime | None:
+    """When the first healthy token open to the user ends its cool-down, if every
+    such token is only cooling down after a rate limit; None otherwise."""
+    return (
+        UpstreamToken.objects.healthy()
+        .open_to(user)
+        .filter(cooldown_until__gt=timezone.now())
+        .aggregate(first=Min("cooldown_until"))["first"]
+    )
+
+
+def token_unavailable_reason(*, user) -> str:
+    """Why no token can serve the user at all, in a sentence: what an admin must do."""
+    tokens = UpstreamToken.objects.all()
+    if not tokens.exists():
+        return "no upstream API token has been added; ask an admin to add one"
+    open_tokens = tokens.open_to(user)
+    if not open_tokens.exists():
+        return (
+            "none of the upstream API tokens is open to your groups; ask an admin "
+            "to open one to you"
+        )
+    if not open_tokens.filter(is_active=True).exists():
+        return "every upstream API token is disabled; ask an admin to re-enable one"
+    return (
+        "the image service refused every upstream API token (they are re-checked "
+        "automatically every few minutes); ask an admin to check or replace them"
+    )
 
 
 def token_mark_used(*, token: UpstreamToken) -> None:

@@ -77,10 +77,14 @@ def request_create(request: HtmxHttpRequest) -> HttpResponse:
     if form.is_valid():
         try:
             image_request = services.image_request_create(
-                user=request.user, data=form.cleaned_data
+                user=request.user,
+                data=form.cleaned_data,
+                idempotency_key=form.cleaned_data["idempotency_key"],
             )
         except services.QuotaExceeded as exc:
             quota_error = str(exc)
+        except services.IdempotencyConflict as exc:
+            form.add_error(None, str(exc))
         except ValidationError as exc:
             form.add_error(None, exc)
         else:

@@ -109,7 +109,7 @@ def test_every_error_answer_is_documented(document):
     generate = document["paths"][openapi.GENERATE_PATH]["post"]["responses"]
     result = document["paths"][openapi.RESULT_PATH]["get"]["responses"]
     image = document["paths"][openapi.IMAGE_PATH]["get"]["responses"]
-    assert set(generate) == {"201", "400", "401", "413", "429"}
+    assert set(generate) == {"201", "400", "401", "413", "422", "429"}
     assert set(result) == {"200", "400", "401", "404", "413", "429"}
     assert set(image) == {"200", "401", "404", "413", "429"}
     responses = document["components"]["responses"]

@@ -20,7 +20,7 @@ from bananaweb.models import ErrorCode, ImageRequest, TokenAuditEntry, UpstreamT
 from bananaweb.tasks import (
     TASKS,
     image_request_submit_task,
-    image_request_sweep_task,
+    image_request_reconcile_task,
 )
 from tests.factories import ImageRequestFactory, UpstreamTokenFactory
 
@@ -42,13 +42,14 @@ def test_every_step_has_its_task():
     assert all(task.name.endswith("_task") for task in TASKS.values())
 
 
-def test_sweep_is_its_own_job_and_books_its_next_run(
+def test_reconciler_is_its_own_job_and_books_its_next_run(
     user, upstream_token, django_capture_on_commit_callbacks
 ):
     stuck = ImageRequestFactory(
         user=user,
         status=Status.SUBMITTING,
         created_at=timezone.now() - timedelta(hours=1),
+        sending_started_at=timezone.now() - timedelta(hours=1),
     )
     queued = ImageRequestFactory(user=user)
     with responses.RequestsMock() as upstream:
@@ -59,24 +60,24 @@ def test_sweep_is_its_own_job_and_books_its_next_run(
     assert stuck.status == Status.SUBMITTING  # a submission no longer sweeps
 
     with django_capture_on_commit_callbacks(execute=True):
-        image_request_sweep_task.call()
+        image_request_reconcile_task.call()
     stuck.refresh_from_db()
     assert stuck.status == Status.UNKNOWN
     assert stuck.error_code == ErrorCode.UNKNOWN_OUTCOME
-    [next_run] = enqueued("image_request_sweep_task")
+    [next_run] = enqueued("image_request_reconcile_task")
     assert next_run.task.run_after > timezone.now()
 
 
 @override_settings(TASKS={"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}})
-def test_start_background_seeds_once_and_schedules_the_sweep_once(
+def test_start_background_seeds_once_and_schedules_the_reconciler_once(
     transactional_db, settings
 ):
     settings.MOUNTSEA_API_TOKEN = "sim-start-1234"
     call_command("start_background")
     call_command("start_background")
     assert UpstreamToken.objects.get().secret == "sim-start-1234"
-    sweeps = DBTaskResult.objects.ready().filter(task_path__endswith="sweep_task")
-    assert sweeps.count() == 1
+    runs = DBTaskResult.objects.ready().filter(task_path__endswith="reconcile_task")
+    assert runs.count() == 1
 
 
 @responses.activate

@@ -209,6 +209,11 @@ def _responses() -> dict:
             "description": "No such task or image, or it belongs to someone else",
             "content": _json(_ref("Error")),
         },
+        "IdempotencyConflict": {
+            "description": "This Idempotency-Key was already used with another body; "
+            "nothing new was sent",
+            "content": _json(_ref("Error")),
+        },
         "PayloadTooLarge": {
             "description": f"The body is over {MAX_BODY_BYTES // 1024} KB",
             "content": _json(_ref("Error")),
@@ -246,6 +251,17 @@ def document(*, server_url: str) -> dict:
                 "post": {
                     "operationId": "generateImage",
                     "summary": "Nano Banana image generation (generate or edit)",
+                    "description": "Send an Idempotency-Key header (any unique string, "
+                    "such as a UUID) to retry safely: the same key and body give the "
+                    "first taskId again, and nothing is sent or charged twice.",
+                    "parameters": [
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string", "maxLength": 100},
+                        }
+                    ],
                     "requestBody": {
                         "required": True,
                         "content": _json(_ref("ImageGenerateRequest")),
@@ -256,6 +272,7 @@ def document(*, server_url: str) -> dict:
                             "content": _json(_ref("TaskCreated")),
                         },
                         "400": _response("BadRequest"),
+                        "422": _response("IdempotencyConflict"),
                         **token_errors,
                     },
                 }

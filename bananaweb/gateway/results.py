@@ -26,6 +26,7 @@ ERROR_CODES: dict[ErrorCode, int] = {
     ErrorCode.UPSTREAM_CANCELLED: 500,
     ErrorCode.UPSTREAM_TIMEOUT: 504,
     ErrorCode.TOKEN_DELETED: 500,
+    ErrorCode.EXPIRED: 503,  # never sent by its submit deadline
 }
 # A row with no code, or one no longer in ErrorCode, still gets a number (never an
 # HTTP error): the service failed somewhere.

@@ -51,15 +51,23 @@ def api_token_authenticate(*, raw: str) -> ApiToken | None:
     return api_token
 
 
-def gateway_task_create(*, api_token: ApiToken, data: dict) -> GatewayTask:
+def gateway_task_create(
+    *, api_token: ApiToken, data: dict, idempotency_key: str = ""
+) -> GatewayTask:
     """Create the user's request, as the web UI would, and the taskId the script polls.
 
-    Raises what image_request_create raises: ValidationError and QuotaExceeded.
+    A replay with the same Idempotency-Key gets the first taskId again.
+    Raises what image_request_create raises: ValidationError, QuotaExceeded and
+    IdempotencyConflict.
     """
     with transaction.atomic():
         image_request = services.image_request_create(
-            user=api_token.user, data=data, source=ImageRequest.Source.API
+            user=api_token.user,
+            data=data,
+            source=ImageRequest.Source.API,
+            idempotency_key=idempotency_key,
         )
-        return GatewayTask.objects.create(
-            image_request=image_request, api_token=api_token
+        gateway_task, _ = GatewayTask.objects.get_or_create(
+            image_request=image_request, defaults={"api_token": api_token}
         )
+        return gateway_task

@@ -77,7 +77,9 @@ def generate(request: ApiRequest) -> JsonResponse:
     data = _json_body(request)
     try:
         gateway_task = services.gateway_task_create(
-            api_token=request.api_token, data=data
+            api_token=request.api_token,
+            data=data,
+            idempotency_key=request.headers.get("Idempotency-Key", "").strip(),
         )
     except ValidationError as exc:
         errors = {
@@ -86,6 +88,8 @@ def generate(request: ApiRequest) -> JsonResponse:
         raise ApiError(
             400, "The request is invalid: " + " ".join(errors.values()), errors
         ) from None
+    except bananaweb_services.IdempotencyConflict as exc:
+        raise ApiError(422, str(exc), {"Idempotency-Key": str(exc)}) from None
     except bananaweb_services.QuotaExceeded as exc:
         seconds = max(math.ceil((exc.resets_at - timezone.now()).total_seconds()), 1)
         raise ApiError(429, str(exc), headers={"Retry-After": str(seconds)}) from None

@@ -12,7 +12,7 @@ from bananaweb import tokens
 from bananaweb.followups import FollowUp, Step
 from bananaweb.tasks import TASKS, schedule
 
-PERIODIC = (Step.SWEEP,)
+PERIODIC = (Step.RECONCILE,)
 
 
 class Command(BaseCommand):
