@@ -19,8 +19,8 @@ from bananaweb.gateway import results
 from bananaweb.models import ErrorCode, ImageRequest, TokenAuditEntry, UpstreamToken
 from bananaweb.tasks import (
     TASKS,
-    image_request_submit_task,
     image_request_reconcile_task,
+    image_request_submit_task,
 )
 from tests.factories import ImageRequestFactory, UpstreamTokenFactory
 
