@@ -443,6 +443,7 @@ class ImageRequest(models.Model):
         self.upstream_token = token
         self.upstream_status = options.UpstreamStatus.PENDING
         self.submitted_at = timezone.now()
+        self.attempts = 0  # a new step: its own count of passing failures
         self.error_message = ""  # a wait for a rate limit, now over
 
     def wait(self, *, message: str) -> None:

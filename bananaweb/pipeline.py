@@ -16,7 +16,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
-from bananaweb import fetching, images, mountsea, options
+from bananaweb import crypto, fetching, images, mountsea, options
 from bananaweb.followups import FollowUp, Step
 from bananaweb.models import (
     EXPIRED_MESSAGE,
@@ -26,6 +26,7 @@ from bananaweb.models import (
     ImageRequest,
 )
 from bananaweb.tokens import (
+    UNDECRYPTABLE,
     NoUsableToken,
     token_cool_down,
     token_free_at,
@@ -40,6 +41,8 @@ logger = logging.getLogger(__name__)
 Status = ImageRequest.Status
 
 UNAVAILABLE_RETRY = 15  # seconds, when the upstream said "not now" without a time
+# Answers that take a token out of rotation: it was refused, or is out of credit.
+SUSPENDING_STATUSES = frozenset({401, 402, 403})
 FAILED_STATUS_WORDS = {
     options.UpstreamStatus.FAILED: "The image service could not make this image",
     options.UpstreamStatus.CANCELLED: "The image service cancelled this task",
@@ -198,19 +201,32 @@ def image_request_submit(*, image_request_id: int) -> list[FollowUp]:
     follow_ups: list[FollowUp] = []
     tried: set[int] = set()
     retry_in: float | None = None
+    suspended = False
     while True:
         try:
             token = token_select(user=image_request.user, exclude=tried)
         except NoUsableToken:
             break
         tried.add(token.pk)
+        try:
+            client = mountsea.client_for(token.secret)
+        except crypto.DecryptionFailed:
+            follow_ups.append(token_suspend(token=token, reason=UNDECRYPTABLE))
+            continue
         if not _begin_sending(image_request):
             return follow_ups
         image_request.upstream_token = token
-        outcome = mountsea.client_for(token.secret).generate(payload)
+        outcome = client.generate(payload)
         _log_exchange(image_request, "generate", outcome, token)
         match outcome:
             case mountsea.Accepted():
+                # Logged before anything is written, so that a task accepted just
+                # before a failed database write can still be traced.
+                logger.info(
+                    "Request %s accepted upstream as task %s",
+                    image_request.pk,
+                    outcome.upstream_task_id,
+                )
                 token_mark_used(token=token)
                 image_request.accept(
                     upstream_task_id=outcome.upstream_task_id, token=token
@@ -220,8 +236,14 @@ def image_request_submit(*, image_request_id: int) -> list[FollowUp]:
                 )
                 _save_if_sending(image_request, accepted=True)
                 return [*follow_ups, poll]
-            case mountsea.AuthFailed() | mountsea.OutOfCredit():
+            case mountsea.AuthFailed() | mountsea.OutOfCredit() if (
+                outcome.status_code in SUSPENDING_STATUSES and not suspended
+            ):
                 # Refused before anything was accepted: safe to try the next token.
+                # Decided by the status code, never by the answer's text (which may
+                # echo the prompt); one suspension a request, so no request can
+                # take every token out of rotation.
+                suspended = True
                 follow_ups.append(token_suspend(token=token, reason=outcome.message))
                 continue
             case mountsea.RateLimited():
@@ -251,7 +273,8 @@ def image_request_submit(*, image_request_id: int) -> list[FollowUp]:
                 image_request.mark_outcome_unknown(reason=outcome.message)
                 _save_if_sending(image_request)
                 return follow_ups
-            case _:  # Rejected: the upstream said no
+            case _:  # Rejected, or refused again within this request
+                token_record_error(token=token, message=outcome.message)
                 image_request.fail(ErrorCode.REJECTED, outcome.message)
                 _save_if_sending(image_request)
                 return follow_ups
@@ -317,9 +340,14 @@ def image_request_poll(*, image_request_id: int) -> list[FollowUp]:
         image_request.save()
         return []
 
-    outcome = mountsea.client_for(token.secret).task_result(
-        image_request.upstream_task_id
-    )
+    try:
+        client = mountsea.client_for(token.secret)
+    except crypto.DecryptionFailed:
+        # Like any other fault on a poll: asked again until the deadline, in case
+        # the old key comes back.
+        outcome = mountsea.AuthFailed(0, UNDECRYPTABLE)
+    else:
+        outcome = client.task_result(image_request.upstream_task_id)
     image_request.poll_count += 1
     if not isinstance(outcome, mountsea.TaskState):
         _log_exchange(image_request, "task_result", outcome, token)
@@ -330,6 +358,7 @@ def image_request_poll(*, image_request_id: int) -> list[FollowUp]:
     if isinstance(outcome, mountsea.TaskState) and outcome.terminal:
         image_request.result = outcome.result
         if outcome.status == options.UpstreamStatus.COMPLETED:
+            image_request.attempts = 0  # the download's own count starts
             fetch = _next(image_request, Step.FETCH_IMAGES)
             image_request.save()
             return [fetch]

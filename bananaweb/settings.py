@@ -65,6 +65,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "bananaweb.middleware.PrivatePagesMiddleware",
 ]
 
 ROOT_URLCONF = "bananaweb.urls"
@@ -109,6 +110,14 @@ for _database in DATABASES.values():
     if _database["ENGINE"] == "django.db.backends.sqlite3":
         _database["OPTIONS"] = SQLITE_OPTIONS | _database.get("OPTIONS", {})
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# One cache shared by every process (rate limits must count across them): the
+# database's, whose table a migration creates.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "bananaweb_cache",
+    }
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -196,9 +205,11 @@ BANANAWEB_FETCH_TIMEOUT = env_float("BANANAWEB_FETCH_TIMEOUT", 20)
 BANANAWEB_THUMBNAIL_SIZE = 384
 BANANAWEB_HISTORY_PAGE_SIZE = 20
 BANANAWEB_DEFAULT_DAILY_QUOTA = env_int("BANANAWEB_DEFAULT_DAILY_QUOTA", 50)
-# Gateway API requests per personal token per minute (counted in the cache, per process
-# with the default local-memory cache).
+# Gateway API requests per user per minute, all their tokens together (counted in
+# the shared cache, so across every process).
 BANANAWEB_API_RATE_LIMIT = env_int("BANANAWEB_API_RATE_LIMIT", 60)
+# Active personal API tokens a user may hold at once.
+BANANAWEB_MAX_API_TOKENS = env_int("BANANAWEB_MAX_API_TOKENS", 10)
 BANANAWEB_SUBMIT_DEADLINE = env_float("BANANAWEB_SUBMIT_DEADLINE", 10 * 60)
 BANANAWEB_TOKEN_RECHECK_DELAY = env_float("BANANAWEB_TOKEN_RECHECK_DELAY", 5 * 60)
 # The reconciler: how often it looks for requests whose background step was lost

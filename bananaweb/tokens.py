@@ -21,6 +21,13 @@ from bananaweb.models import TokenAuditEntry, TokenEvent, UpstreamToken
 logger = logging.getLogger(__name__)
 
 
+SEEDED_DETAIL = "Seeded from MOUNTSEA_API_TOKEN."
+UNDECRYPTABLE = (
+    "The upstream token can't be decrypted with the configured keys (SECRET_KEY "
+    "or BANANAWEB_ENCRYPTION_KEYS changed?); paste it again in the admin."
+)
+
+
 class NoUsableToken(Exception):
     pass
 
@@ -77,8 +84,9 @@ def token_unavailable_reason(*, user) -> str:
     if not open_tokens.filter(is_active=True).exists():
         return "every upstream API token is disabled; ask an admin to re-enable one"
     return (
-        "the image service refused every upstream API token (they are re-checked "
-        "automatically every few minutes); ask an admin to check or replace them"
+        "every upstream API token is out of rotation: the image service refused "
+        "them (they are re-checked automatically every few minutes) or they can't "
+        "be decrypted; ask an admin to check or replace them"
     )
 
 
@@ -127,7 +135,10 @@ def token_check(*, token_id: int, actor_id: int | None = None) -> list[FollowUp]
     token = UpstreamToken.objects.filter(pk=token_id).first()
     if token is None:
         return []
-    outcome = mountsea.client_for(token.secret).check_token()
+    try:
+        outcome = mountsea.client_for(token.secret).check_token()
+    except crypto.DecryptionFailed:
+        outcome = mountsea.AuthFailed(0, UNDECRYPTABLE)
     _audit(token, TokenEvent.CHECKED, actor_id=actor_id, detail=outcome.message)
     match outcome:
         case mountsea.TokenOk():
@@ -177,6 +188,9 @@ def token_save(
     created = token.pk is None
     if secret:
         token.set_secret(secret)
+        # A new secret deserves a fresh try, whatever was wrong with the old one.
+        token.suspended_reason = ""
+        token.recheck_at = None
     if created:
         token.created_by = actor
     fields = [name for name in changed if name != "secret" or secret]
@@ -229,10 +243,15 @@ def token_reencrypt_all() -> int:
 def token_seed_from_environment() -> UpstreamToken | None:
     """MOUNTSEA_API_TOKEN becomes the first token when there are none yet.
 
-    Called once at start-up (`manage.py start_background`), never per submission.
+    Called at start-up (`manage.py start_background`), never per submission; and
+    only ever once: a seeded token an admin deleted (say, because it leaked) is
+    not brought back.
     """
     secret = settings.MOUNTSEA_API_TOKEN.strip()
-    if not secret or UpstreamToken.objects.exists():
+    seeded = TokenAuditEntry.objects.filter(
+        event=TokenEvent.CREATED, detail=SEEDED_DETAIL
+    )
+    if not secret or UpstreamToken.objects.exists() or seeded.exists():
         return None
     token = UpstreamToken(
         name="From MOUNTSEA_API_TOKEN",
@@ -245,6 +264,6 @@ def token_seed_from_environment() -> UpstreamToken | None:
             token,
             TokenEvent.CREATED,
             fields=["secret"],
-            detail="Seeded from MOUNTSEA_API_TOKEN.",
+            detail=SEEDED_DETAIL,
         )
     return token

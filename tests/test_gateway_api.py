@@ -30,8 +30,8 @@ Status = ImageRequest.Status
 
 
 @pytest.fixture(autouse=True)
-def clean_slate(clear_tasks):
-    cache.clear()  # the rate limit's counters
+def clean_slate(clear_tasks, db):
+    cache.clear()  # the rate limit's counters (in the database cache)
 
 
 @pytest.fixture
@@ -329,9 +329,13 @@ def test_api_requests_count_against_the_web_quota(api, raw_token, user, settings
         services.image_request_create(user=user, data=BODY)
 
 
-def test_each_token_is_rate_limited_per_minute(api, raw_token, user, settings):
+def test_each_user_is_rate_limited_per_minute_whatever_the_token(
+    api, raw_token, user, other_user, settings
+):
+    # Per user, not per token: a second token buys no more requests (issue 10).
     settings.BANANAWEB_API_RATE_LIMIT = 2
-    other_token = issue_token(user, "second")
+    second_token = issue_token(user, "second")
+    someone_elses = issue_token(other_user, "theirs")
     task_id = str(uuid.uuid4())
     assert result(api, raw_token, task_id).status_code == 404
     assert result(api, raw_token, task_id).status_code == 404
@@ -341,7 +345,8 @@ def test_each_token_is_rate_limited_per_minute(api, raw_token, user, settings):
     body = assert_error(response, 429)
     assert 1 <= int(response["Retry-After"]) <= 60
     assert "2 a minute" in body["message"]
-    assert result(api, other_token, task_id).status_code == 404
+    assert_error(result(api, second_token, task_id), 429)
+    assert result(api, someone_elses, task_id).status_code == 404
 
 
 # --- Task result --------------------------------------------------------------------------

@@ -93,11 +93,13 @@ def test_the_tokens_page_lists_own_tokens_only(client_logged_in, user, other_use
 
 
 def test_creating_a_token_shows_it_once_with_a_curl_example(client_logged_in, user):
-    created = client_logged_in.post(reverse("api-tokens"), {"name": "laptop"})
-    assert created.status_code == 302  # reloading the page can't make a second token
-    response = client_logged_in.get(created.url)
+    form = {"name": "laptop", "form_key": "f0a1b2c3"}
+    response = client_logged_in.post(reverse("api-tokens"), form)
 
-    assert response.status_code == 200
+    # Shown in the POST's own answer, never stored (not even in the session).
+    assert response.status_code == 201
+    assert "no-store" in response["Cache-Control"]
+    assert not any("laptop" in str(v) for v in client_logged_in.session.values())
     api_token = ApiToken.objects.get(user=user)
     raw = response.context["new_token"]
     html = response.content.decode()
@@ -110,6 +112,11 @@ def test_creating_a_token_shows_it_once_with_a_curl_example(client_logged_in, us
     listed = client_logged_in.get(reverse("api-tokens")).content.decode()
     assert raw not in listed
     assert api_token.prefix in listed
+
+    # Reloading the answer posts the form again: no second token, nothing shown.
+    again = client_logged_in.post(reverse("api-tokens"), form).content.decode()
+    assert ApiToken.objects.filter(user=user).count() == 1
+    assert raw not in again and "already created" in again
 
 
 def test_a_token_needs_a_name(client_logged_in):
@@ -211,3 +218,16 @@ def test_the_command_refuses_an_unknown_user(db):
         call_command(
             "issue_api_token", "nobody", stdout=io.StringIO(), stderr=io.StringIO()
         )
+
+
+def test_a_user_may_hold_only_so_many_active_tokens(client_logged_in, user, settings):
+    settings.BANANAWEB_MAX_API_TOKENS = 2
+    for name in ("one", "two"):
+        services.api_token_create(user=user, name=name)
+    response = client_logged_in.post(reverse("api-tokens"), {"name": "three"})
+    assert response.status_code == 422
+    assert "the most anyone may have" in response.content.decode()
+    assert ApiToken.objects.filter(user=user).count() == 2
+    services.api_token_revoke(api_token=ApiToken.objects.filter(user=user).first())
+    response = client_logged_in.post(reverse("api-tokens"), {"name": "three"})
+    assert response.status_code == 201

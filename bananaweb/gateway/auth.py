@@ -83,18 +83,20 @@ def authenticate(request: HttpRequest, *, auth: Auth) -> ApiToken | None:
 
 
 def check_rate_limit(api_token: ApiToken) -> None:
-    """A fixed one-minute window per token, counted in the cache."""
+    """A fixed one-minute window per user (more tokens buy no more), counted in the
+    shared cache."""
     limit = settings.BANANAWEB_API_RATE_LIMIT
     now = time.time()
     window = int(now // RATE_WINDOW_SECONDS)
-    key = f"gateway:rate:{api_token.pk}:{window}"
+    key = f"gateway:rate:user:{api_token.user_id}:{window}"
     cache.add(key, 0, timeout=RATE_WINDOW_SECONDS * 2)
     count = cache.incr(key)
     if count > limit:
         retry_after = max(math.ceil((window + 1) * RATE_WINDOW_SECONDS - now), 1)
         raise ApiError(
             429,
-            f"Too many requests: this token may make {limit} a minute. "
+            f"Too many requests: you may make {limit} a minute, all your tokens "
+            "together. "
             f"Try again in {retry_after} seconds.",
             headers={"Retry-After": str(retry_after)},
         )

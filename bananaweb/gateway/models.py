@@ -46,12 +46,22 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The key of the form that made it: posting that form again (a reload) makes
+    # no second token.
+    form_key = models.CharField(max_length=100, blank=True, editable=False)
 
     objects = ApiTokenQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-pk"]
         verbose_name = "API token"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "form_key"],
+                condition=~models.Q(form_key=""),
+                name="api_token_form_key_unique",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"

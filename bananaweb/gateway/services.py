@@ -2,6 +2,8 @@
 
 from datetime import timedelta
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
@@ -12,13 +14,48 @@ from bananaweb.models import ImageRequest
 LAST_USED_GRANULARITY = timedelta(minutes=1)
 
 
-def api_token_create(*, user, name: str) -> tuple[ApiToken, str]:
-    """A new token for the user, and its raw value: the only time anyone sees it."""
+class TokenAlreadyCreated(Exception):
+    """The form that makes a token was sent again: its token exists, and its value
+    was shown once already."""
+
+    def __init__(self, api_token: ApiToken) -> None:
+        super().__init__(
+            f"The token “{api_token.name}” was already created by this form and its "
+            "value shown once; it can't be shown again. Revoke it below if you "
+            "didn't copy it."
+        )
+        self.api_token = api_token
+
+
+class TooManyTokens(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"You have {limit} active tokens, the most anyone may have. "
+            "Revoke one you no longer use, then create the new one."
+        )
+
+
+def api_token_create(*, user, name: str, form_key: str = "") -> tuple[ApiToken, str]:
+    """A new token for the user, and its raw value: the only time anyone sees it.
+
+    Raises TokenAlreadyCreated when this form_key made one already, and
+    TooManyTokens past BANANAWEB_MAX_API_TOKENS active tokens.
+    """
     raw = new_raw_token()
-    api_token = ApiToken(user=user, name=name.strip())
+    api_token = ApiToken(user=user, name=name.strip(), form_key=form_key)
     api_token.set_token(raw)
-    api_token.full_clean()
-    api_token.save()
+    api_token.full_clean(exclude=["form_key"])
+    with transaction.atomic():
+        # Lock the user's row: two posts at once can't both pass the checks.
+        get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+        if form_key and (
+            first := ApiToken.objects.for_user(user).filter(form_key=form_key).first()
+        ):
+            raise TokenAlreadyCreated(first)
+        limit = settings.BANANAWEB_MAX_API_TOKENS
+        if ApiToken.objects.for_user(user).active().count() >= limit:
+            raise TooManyTokens(limit)
+        api_token.save()
     return api_token, raw
 
 

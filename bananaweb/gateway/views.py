@@ -20,7 +20,6 @@ from bananaweb.gateway.models import ApiToken, GatewayTask
 from bananaweb.models import GeneratedImage
 
 MAX_DB_ID = 2**63 - 1
-NEW_TOKEN_SESSION_KEY = "gateway_new_api_token"
 JSON_TYPES = {"string": (str,), "number": (int, float), "array": (list,)}
 
 
@@ -166,29 +165,31 @@ def _tokens_page(
 
 
 @require_http_methods(["GET", "POST"])
-@never_cache  # the page may show a new token
+@never_cache  # the POST's answer shows a new token: never stored by anyone
 def api_tokens(request: HttpRequest) -> HttpResponse:
-    """The user's tokens; a POST creates one and shows it, once."""
+    """The user's tokens; a POST creates one and shows it in its own answer, once.
+
+    The raw token is never stored, not even in the session; the form's key makes
+    a reload that posts it again harmless.
+    """
     if request.method != "POST":
-        shown = {}
-        if new := request.session.pop(NEW_TOKEN_SESSION_KEY, None):
-            pk, raw = new
-            shown = {
-                "new_token": raw,
-                "new_api_token": ApiToken.objects.for_user(request.user)
-                .filter(pk=pk)
-                .first(),
-            }
-        return _tokens_page(request, ApiTokenForm(), **shown)
+        return _tokens_page(request, ApiTokenForm())
     form = ApiTokenForm(request.POST)
     if not form.is_valid():
         return _tokens_page(request, form, status=422)
-    api_token, raw = services.api_token_create(
-        user=request.user, name=form.cleaned_data["name"]
-    )
-    # Shown once, after a redirect: reloading the page must not make another token.
-    request.session[NEW_TOKEN_SESSION_KEY] = [api_token.pk, raw]
-    return redirect("api-tokens")
+    try:
+        api_token, raw = services.api_token_create(
+            user=request.user,
+            name=form.cleaned_data["name"],
+            form_key=form.cleaned_data["form_key"],
+        )
+    except services.TokenAlreadyCreated as exc:
+        return _tokens_page(request, ApiTokenForm(), replay_note=str(exc))
+    except services.TooManyTokens as exc:
+        form.add_error(None, str(exc))
+        return _tokens_page(request, form, status=422)
+    context = {"new_token": raw, "new_api_token": api_token}
+    return _tokens_page(request, ApiTokenForm(), status=201, **context)
 
 
 @require_POST
