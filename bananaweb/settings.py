@@ -1,9 +1,11 @@
 """bananaweb's settings: one module, read from the environment with safe dev defaults."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("BANANAWEB_VAR_DIR", BASE_DIR / "var"))
@@ -29,12 +31,21 @@ def env_list(name: str, default: str = "") -> list[str]:
     ]
 
 
+# The development switch (`make run` and the tests set it): development keys and
+# plain HTTP. Without it the secrets must be given, whatever DEBUG says: a
+# missing one stops the start instead of falling back to a public value.
+BANANAWEB_DEV = env_bool("BANANAWEB_DEV", False)
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = os.environ.get("SECRET_KEY", "")
+DEV_SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
+SECRET_KEY = os.environ.get("SECRET_KEY", "") or (
+    DEV_SECRET_KEY if BANANAWEB_DEV else ""
+)
 if not SECRET_KEY:
-    if not DEBUG and env_bool("BANANAWEB_REQUIRE_SECRET_KEY", False):
-        raise RuntimeError("SECRET_KEY must be set in production.")
-    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
+    raise ImproperlyConfigured(
+        "SECRET_KEY is not set. Set it to a long random value (python -c 'import "
+        "secrets; print(secrets.token_urlsafe(50))'), or set BANANAWEB_DEV=1 for "
+        "development."
+    )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
@@ -50,10 +61,12 @@ INSTALLED_APPS = [
     "django.forms",  # Django's form templates, for FormRenderer
     "django_htmx",
     "django_tasks_db",
+    "axes",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "bananaweb.middleware.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "bananaweb.middleware.GZipPagesMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
@@ -66,6 +79,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "bananaweb.middleware.PrivatePagesMiddleware",
+    # Last, as django-axes asks: turns a locked-out sign-in into its lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "bananaweb.urls"
@@ -120,8 +135,40 @@ CACHES = {
 }
 
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"
+    },
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    {"NAME": "bananaweb.passwords.UserNameInPasswordValidator"},
+]
+# django-axes first: it refuses a locked-out sign-in before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Failed sign-ins, on the site's form and the admin's, are counted per user name and,
+# separately, per address (django-axes, in the database). Past the limit both are
+# refused, the right password too, until the cool-off has passed since the last
+# failure or an admin unlocks them (README, "Admins").
+AXES_FAILURE_LIMIT = env_int("BANANAWEB_SIGNIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("BANANAWEB_SIGNIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_CALLABLE = "bananaweb.views.signin_locked_out"
+# The client's address is REMOTE_ADDR, unless a reverse proxy is declared that sets
+# (and overwrites) a header with it: BANANAWEB_CLIENT_IP_HEADER=X-Real-IP. Never a
+# header the client could set itself, or the address limit can be dodged.
+AXES_IPWARE_META_PRECEDENCE_ORDER = [
+    *(
+        ["HTTP_" + _ip_header.upper().replace("-", "_")]
+        if (_ip_header := os.environ.get("BANANAWEB_CLIENT_IP_HEADER", "").strip())
+        else []
+    ),
+    "REMOTE_ADDR",
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "index"
@@ -164,8 +211,27 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
-CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# HTTPS only, unless developing: HSTS, the redirect and Secure cookies.
+HTTPS_ONLY = env_bool("BANANAWEB_HTTPS", not BANANAWEB_DEV)
+SECURE_SSL_REDIRECT = HTTPS_ONLY
+SECURE_HSTS_SECONDS = env_int("BANANAWEB_HSTS_SECONDS", 31536000) if HTTPS_ONLY else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("BANANAWEB_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("BANANAWEB_HSTS_PRELOAD", True)
+SESSION_COOKIE_SECURE = HTTPS_ONLY
+CSRF_COOKIE_SECURE = HTTPS_ONLY
+# Behind a TLS-terminating proxy (nginx, Caddy, a PaaS router): the header it sets
+# for the scheme, e.g. BANANAWEB_PROXY_SSL_HEADER=X-Forwarded-Proto. Only set it
+# when the proxy always sets (and overwrites) that header.
+if _proxy_header := os.environ.get("BANANAWEB_PROXY_SSL_HEADER", "").strip():
+    SECURE_PROXY_SSL_HEADER = (
+        "HTTP_" + _proxy_header.upper().replace("-", "_"),
+        "https",
+    )
+# Features no page here uses, switched off for every page (PermissionsPolicyMiddleware).
+PERMISSIONS_POLICY = (
+    "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
+    "microphone=(), payment=(), usb=()"
+)
 
 DEFAULT_EXCEPTION_REPORTER_FILTER = "bananaweb.debug.AlwaysSafeExceptionReporterFilter"
 
@@ -221,6 +287,12 @@ BANANAWEB_LOST_TASK_GRACE = env_float("BANANAWEB_LOST_TASK_GRACE", 90)
 BANANAWEB_FETCH_ATTEMPTS = env_int("BANANAWEB_FETCH_ATTEMPTS", 5)
 
 # --- Secrets at rest ----------------------------------------------------------
+# Fernet keys, newest first; never derived from SECRET_KEY outside development.
 BANANAWEB_ENCRYPTION_KEYS = env_list("BANANAWEB_ENCRYPTION_KEYS")
-if not BANANAWEB_ENCRYPTION_KEYS and env_bool("BANANAWEB_REQUIRE_SECRET_KEY", False):
-    raise RuntimeError("BANANAWEB_ENCRYPTION_KEYS must be set in production.")
+if not BANANAWEB_ENCRYPTION_KEYS and not BANANAWEB_DEV:
+    raise ImproperlyConfigured(
+        "BANANAWEB_ENCRYPTION_KEYS is not set: the upstream tokens are encrypted "
+        "with it. Set it to a Fernet key (python -c 'from cryptography.fernet "
+        "import Fernet; print(Fernet.generate_key().decode())'), or set "
+        "BANANAWEB_DEV=1 for development."
+    )

@@ -1,6 +1,12 @@
 """Test settings: the real ones, with tasks recorded instead of run, fast hashing and plain static files."""
 
+import os
 import tempfile
+
+# Development keys for the tests and every process they start (the browser
+# stack, workers, the simulator); tests of the production settings start their
+# own processes without it.
+os.environ.setdefault("BANANAWEB_DEV", "1")
 
 from bananaweb.settings import *
 
