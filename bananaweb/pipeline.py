@@ -40,7 +40,10 @@ from bananaweb.tokens import (
 logger = logging.getLogger(__name__)
 Status = ImageRequest.Status
 
-UNAVAILABLE_RETRY = 15  # seconds, when the upstream said "not now" without a time
+# Seconds before sending again when the upstream said "not now" without a time
+# (a 503, a refused connection): doubled after each wait, up to the cap.
+UNAVAILABLE_RETRY = 5
+UNAVAILABLE_RETRY_CAP = 120
 # Answers that take a token out of rotation: it was refused, or is out of credit.
 SUSPENDING_STATUSES = frozenset({401, 402, 403})
 FAILED_STATUS_WORDS = {
@@ -162,6 +165,10 @@ def _save_if_sending(image_request: ImageRequest, *, accepted: bool = False) -> 
             )
 
 
+def _backoff(image_request: ImageRequest) -> float:
+    return min(UNAVAILABLE_RETRY * 2**image_request.attempts, UNAVAILABLE_RETRY_CAP)
+
+
 def _no_token_message(user) -> str:
     reason = token_unavailable_reason(user=user)
     return (
@@ -254,13 +261,13 @@ def image_request_submit(*, image_request_id: int) -> list[FollowUp]:
                 continue
             case mountsea.NetworkError(sent=False):
                 token_record_error(token=token, message=outcome.message)
-                retry_in = UNAVAILABLE_RETRY
+                retry_in = _backoff(image_request)
                 break
             case mountsea.UpstreamError(status_code=503):
                 # "Unavailable" says the request was not taken: a wait, for every
                 # token alike.
                 token_record_error(token=token, message=outcome.message)
-                retry_in = outcome.retry_after or UNAVAILABLE_RETRY
+                retry_in = outcome.retry_after or _backoff(image_request)
                 break
             case (
                 mountsea.NetworkError()
@@ -286,9 +293,11 @@ def image_request_submit(*, image_request_id: int) -> list[FollowUp]:
         retry_in = (free_at - timezone.now()).total_seconds() + random.uniform(0, 1)
         reason = "every upstream API token is waiting out a rate limit"
     now = timezone.now()
-    if retry_in is not None and now + timedelta(seconds=retry_in) < (
-        image_request.submit_deadline
-    ):
+    remaining = (image_request.submit_deadline - now).total_seconds()
+    if retry_in is not None and remaining > 1:
+        # One more try just before the deadline if the wait would pass it.
+        retry_in = min(retry_in, remaining - 1)
+        image_request.attempts += 1
         until = timezone.localtime(now + timedelta(seconds=retry_in))
         image_request.wait(
             message=f"Waiting for the image service until {until:%H:%M:%S}: "

@@ -503,6 +503,214 @@ def test_result_shape(simulator, shape):
         assert image.size == (1024, 1024)
 
 
+@pytest.mark.parametrize("fault", ["502", "504", "401", "403"])
+def test_more_status_faults_on_submit_and_result(simulator, fault):
+    task_id = submitted(simulator)
+    simulator.configure(submit_fault=fault, result_fault=fault)
+
+    posted = submit(simulator)
+    polled = result(simulator, task_id)
+
+    assert (posted.status_code, polled.status_code) == (int(fault), int(fault))
+    assert posted.json()["statusCode"] == int(fault)
+
+
+def test_submit_500_after_create_counts_the_task_as_accepted(simulator):
+    simulator.configure(submit_fault="500_after_create")
+
+    response = submit(simulator, prompt="Charged anyway")
+
+    assert response.status_code == 500
+    assert simulator.stats["accepted_by_prompt"] == {"Charged anyway": 1}
+
+
+@pytest.mark.parametrize("knob", ["submit_fault", "result_fault"])
+def test_cutoff_promises_more_body_than_it_sends(simulator, knob):
+    task_id = submitted(simulator) if knob == "result_fault" else None
+    simulator.configure(**{knob: "cutoff"})
+
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        submit(simulator) if task_id is None else result(simulator, task_id)
+
+    assert simulator.stats["accepted"] == 1  # a cut-off submit's task exists
+
+
+@pytest.mark.parametrize("knob", ["submit_fault", "result_fault", "image_fault"])
+def test_reset_closes_the_connection_without_an_answer(simulator, knob):
+    simulator.configure(delay=0)
+    task_id = submitted(simulator)
+    image_url = finished(simulator, task_id)["result"]["images"][0]["url"]
+    simulator.configure(**{knob: "reset"})
+    call = {
+        "submit_fault": lambda: submit(simulator),
+        "result_fault": lambda: result(simulator, task_id),
+        "image_fault": lambda: requests.get(image_url, timeout=5),
+    }[knob]
+
+    with pytest.raises(requests.ConnectionError):
+        call()
+
+    assert simulator.stats["accepted"] == 1  # a reset submit creates no task
+
+
+def completed_image_url(simulator, **overrides: object) -> str:
+    simulator.configure(delay=0)
+    task_id = submitted(simulator, **overrides)
+    return finished(simulator, task_id)["result"]["images"][0]["url"]
+
+
+@pytest.mark.parametrize("fault", ["500", "502", "503", "504", "401", "403"])
+def test_image_status_fault(simulator, fault):
+    url = completed_image_url(simulator)
+    simulator.configure(image_fault=fault)
+
+    response = requests.get(url, timeout=5)
+
+    assert response.status_code == int(fault)
+    assert response.headers["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize(("fault", "status"), [("429", 429), ("503_retry_after", 503)])
+def test_image_429_and_503_say_when_to_retry(simulator, fault, status):
+    url = completed_image_url(simulator)
+    simulator.configure(image_fault=fault, retry_after=3)
+
+    response = requests.get(url, timeout=5)
+
+    assert (response.status_code, response.headers["Retry-After"]) == (status, "3")
+
+
+def test_plain_503_sends_no_retry_after_and_the_other_kind_does(simulator):
+    simulator.configure(submit_fault="503")
+    plain = submit(simulator)
+    simulator.configure(submit_fault="503_retry_after", retry_after=4)
+    timed = submit(simulator)
+
+    assert (plain.status_code, timed.status_code) == (503, 503)
+    assert "Retry-After" not in plain.headers
+    assert timed.headers["Retry-After"] == "4"
+
+
+def test_image_oversized_is_a_png_over_ten_megabytes(simulator):
+    url = completed_image_url(simulator)
+    simulator.configure(image_fault="oversized")
+
+    response = requests.get(url, timeout=10)
+
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "image/png"
+    assert len(response.content) == 10 * 1024 * 1024 + 1
+    assert int(response.headers["Content-Length"]) == len(response.content)
+
+
+def test_image_not_image_is_html(simulator):
+    url = completed_image_url(simulator)
+    simulator.configure(image_fault="not_image")
+
+    response = requests.get(url, timeout=5)
+
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/html")
+
+
+def test_image_cutoff_and_slow(simulator):
+    url = completed_image_url(simulator)
+    simulator.configure(image_fault="cutoff")
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        requests.get(url, timeout=5)
+
+    simulator.configure(image_fault="slow", slow_seconds=0.4)
+    with pytest.raises(requests.ReadTimeout):
+        requests.get(url, timeout=(2, 0.1))
+
+
+def test_fault_count_lets_later_calls_through_per_knob(simulator):
+    url = completed_image_url(simulator)
+    task_id = url.rsplit("/", 1)[1].removesuffix(".png")
+    simulator.configure(
+        submit_fault="503", result_fault="500", image_fault="503", fault_count=2
+    )
+
+    submits = [submit(simulator).status_code for _ in range(3)]
+    polls = [result(simulator, task_id).status_code for _ in range(3)]
+    downloads = [requests.get(url, timeout=5).status_code for _ in range(3)]
+    simulator.configure(submit_fault="429")
+    again = [submit(simulator).status_code for _ in range(3)]
+
+    assert submits == [503, 503, 201]
+    assert polls == [500, 500, 200]
+    assert downloads == [503, 503, 200]
+    assert again == [429, 429, 201]  # setting the knob starts its count again
+
+
+def test_fault_rate_applies_faults_at_random(simulator):
+    simulator.configure(submit_fault="503", fault_rate=0.5)
+
+    codes = {submit(simulator).status_code for _ in range(40)}
+    simulator.configure(fault_rate=0)
+    never = {submit(simulator).status_code for _ in range(5)}
+
+    assert codes == {201, 503}
+    assert never == {201}
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"fault_count": -1}, "fault_count"),
+        ({"fault_count": 1.5}, "fault_count"),
+        ({"fault_rate": 2}, "fault_rate"),
+        ({"fault_rate": "often"}, "fault_rate"),
+        ({"image_fault": "malformed"}, "image_fault"),
+        ({"result_fault": "500_after_create"}, "result_fault"),
+    ],
+)
+def test_invalid_fault_knobs_are_refused(values, field):
+    assert set(knobs.knob_errors(values)) == {field}
+
+
+def test_completed_no_image_has_a_result_without_images(simulator):
+    simulator.configure(delay=0)
+    task_id = submitted(simulator, prompt="Nothing to see [sim:no_image]")
+
+    done = finished(simulator, task_id)
+
+    assert done["status"] == "completed"
+    assert done["result"]["images"] == []
+    image = requests.get(f"{simulator.url}/images/{task_id}.png", timeout=5)
+    assert image.status_code == 404
+
+
+# Stats
+
+
+def test_stats_count_calls_and_accepted_tasks_by_prompt(simulator):
+    simulator.configure(delay=0)
+    task_id = submitted(simulator, prompt="A cat [sim:fast]")
+    submitted(simulator, prompt="A cat")
+    submit(simulator, prompt="A dog [sim:503]")
+    image_url = finished(simulator, task_id)["result"]["images"][0]["url"]
+    requests.get(image_url, timeout=5)
+
+    stats = requests.get(simulator.url + "/_simulator/stats", timeout=5).json()
+
+    assert stats["generate_calls"] == 3
+    assert stats["generate_calls_by_prompt"] == {"A cat": 2, "A dog": 1}
+    assert stats["accepted"] == 2
+    assert stats["accepted_by_prompt"] == {"A cat": 2}
+    assert stats["result_calls"] >= 1
+    assert stats["image_calls"] == 1
+    requests.post(simulator.url + "/_simulator/reset", timeout=5)
+    assert simulator.stats == {
+        "generate_calls": 0,
+        "generate_calls_by_prompt": {},
+        "accepted": 0,
+        "accepted_by_prompt": {},
+        "result_calls": 0,
+        "image_calls": 0,
+    }
+
+
 # Prompt tags
 
 
@@ -534,6 +742,23 @@ def test_prompt_tag_sets_the_submit_fault(simulator, tag):
     else:
         assert response.status_code == int(tag)
     assert submit(simulator).status_code == 201
+
+
+@pytest.mark.parametrize(("tag", "status"), [("502", 502), ("504", 504), ("403", 403)])
+def test_prompt_tag_sets_a_new_submit_fault(simulator, tag, status):
+    assert submit(simulator, prompt=f"A cat [sim:{tag}]").status_code == status
+
+
+def test_prompt_tags_set_faults_for_that_tasks_polls_and_image(simulator):
+    simulator.configure(delay=0)
+    tagged = submitted(simulator, prompt="A cat [sim:result-503] [sim:image-500]")
+    plain = submitted(simulator, prompt="A cat")
+
+    assert result(simulator, tagged).status_code == 503
+    done = finished(simulator, plain)
+    assert requests.get(done["result"]["images"][0]["url"], timeout=5).ok
+    image_url = done["result"]["images"][0]["url"].replace(plain, tagged)
+    assert requests.get(image_url, timeout=5).status_code == 500
 
 
 def test_prompt_tag_slow(simulator):
@@ -638,6 +863,15 @@ def test_command_line_prints_its_url_then_logs_requests_tersely():
     assert out == ""
     assert f"POST {GENERATE} 201" in err
     assert TOKEN not in err
+
+
+def test_command_line_reads_fault_knobs():
+    from_text = knobs.from_text
+
+    assert from_text("fault_count", "2") == 2
+    assert from_text("fault_rate", "0.25") == 0.25
+    assert from_text("fault_count", "none") is None
+    assert from_text("image_fault", "oversized") == "oversized"
 
 
 def test_command_line_reads_tokens_from_the_environment_and_can_be_quiet():

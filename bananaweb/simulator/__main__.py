@@ -1,8 +1,8 @@
 """`python -m bananaweb.simulator`: serve the simulator until interrupted.
 
-Every knob can be set with a flag or a MOUNTSEA_SIMULATOR_<KNOB> variable; flags
-win. Valid tokens are those starting with `sim-`, unless --tokens (or
-MOUNTSEA_SIMULATOR_TOKENS) lists them.
+Every knob (see `knobs`, or `--help`) can be set with a flag or a
+MOUNTSEA_SIMULATOR_<KNOB> variable; flags win. Valid tokens are those starting
+with `sim-`, unless --tokens (or MOUNTSEA_SIMULATOR_TOKENS) lists them.
 """
 
 import argparse
@@ -19,6 +19,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]
     parser = argparse.ArgumentParser(
         prog="python -m bananaweb.simulator",
         description="Serve a simulated Mountsea Nano Banana API.",
+        epilog="Prompt tags set knobs for one request: [sim:fail], [sim:503], "
+        "[sim:result-503], [sim:image-503], [sim:no_image], [sim:fast]; see "
+        "bananaweb/simulator/knobs.py. GET /_simulator/stats counts calls and "
+        "accepted tasks; POST /_simulator/reset clears them.",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
@@ -29,10 +33,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]
     )
     parser.add_argument("--quiet", action="store_true", help="don't log requests")
     for name, default in knobs.DEFAULTS.items():
+        choices = knobs.CHOICES.get(name)
+        allowed = f" ({', '.join(str(c) for c in choices)})" if choices else ""
         parser.add_argument(
             "--" + name.replace("_", "-"),
             metavar="VALUE",
-            help=f"default: {default}; or set {ENV_PREFIX}{name.upper()}",
+            help=f"{knobs.HELP[name]}{allowed}; default: {default}; "
+            f"or set {ENV_PREFIX}{name.upper()}",
         )
     args = parser.parse_args(argv)
 

@@ -1,6 +1,10 @@
 """The simulator over HTTP: Mountsea's two Nano Banana endpoints, the image URLs
 they hand out, the `/_simulator/` control endpoints, and `start_simulator()`.
 
+Control endpoints: `GET|POST /_simulator/config` (show, merge knobs),
+`POST /_simulator/reset` (start knobs, no tasks, no counts) and
+`GET /_simulator/stats` (calls received and tasks accepted, see `Simulator.stats`).
+
 Request bodies are validated by `options.option_errors`, like everything else that
 checks options. Tokens are compared and never logged or echoed.
 """
@@ -8,6 +12,8 @@ checks options. Tokens are compared and never logged or echoed.
 import json
 import math
 import re
+import socket
+import struct
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,10 +35,17 @@ OPTION_FIELDS = (
 )
 ERROR_FAULTS = {
     "500": "Internal server error (simulated)",
+    "502": "Bad gateway (simulated)",
     "503": "Service temporarily unavailable (simulated)",
+    "504": "Gateway timeout (simulated)",
     "429": "Too many requests (simulated)",
+    "401": "Unauthorized (simulated)",
+    "403": "Forbidden (simulated)",
 }
+OVERSIZED_BYTES = options.MAX_IMAGE_BYTES + 1
 IMAGE_PATH = re.compile(r"/images/([^/]+)\.png")
+NO_POST = ("/gemini/task/result", "/_simulator/stats")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def body_errors(body: object) -> dict[str, str]:
@@ -94,6 +107,8 @@ class Handler(BaseHTTPRequestHandler):
             self._image(match[1])
         elif path == "/_simulator/config":
             self._send_json(200, self.server.simulator.config)
+        elif path == "/_simulator/stats":
+            self._send_json(200, self.server.simulator.stats())
         elif path in ("/gemini/image/generate", "/_simulator/reset"):
             self._send_error(405, "Method not allowed")
         else:
@@ -117,7 +132,7 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/_simulator/reset":
             self.server.simulator.reset()
             self._send_json(200, self.server.simulator.config)
-        elif path == "/gemini/task/result" or IMAGE_PATH.fullmatch(path):
+        elif path in NO_POST or IMAGE_PATH.fullmatch(path):
             self._send_error(405, "Method not allowed")
         else:
             self._send_error(404, "Not found")
@@ -125,13 +140,20 @@ class Handler(BaseHTTPRequestHandler):
     # Endpoints
 
     def _generate(self, body: object) -> None:
+        simulator = self.server.simulator
+        prompt = body.get("prompt") if isinstance(body, dict) else None
+        text, tagged = knobs.prompt_tags(prompt if isinstance(prompt, str) else "")
+        simulator.count_call("generate", text if isinstance(prompt, str) else None)
         token = self._accepted_token()
         if token is None:
             return
-        prompt = body.get("prompt") if isinstance(body, dict) else None
-        text, tagged = knobs.prompt_tags(prompt if isinstance(prompt, str) else "")
-        config = {**self.server.simulator.config, **tagged}
-        if self._fault(config["submit_fault"], config, ok_status=201):
+        config = {**simulator.config, **tagged}
+        fault = simulator.take_fault("submit_fault", config)
+        if fault == "slow":
+            # Then carry on: the task exists though the client gave up waiting.
+            simulator.stopping.wait(config["slow_seconds"])
+        elif fault not in (None, "cutoff", "500_after_create"):
+            self._act_out(fault, config, ok_status=201)
             return
         if errors := body_errors(body):
             message = next(iter(errors.values()))
@@ -139,27 +161,65 @@ class Handler(BaseHTTPRequestHandler):
         elif "nocredit" in token:
             self._send_error(402, "Insufficient credits")
         else:
-            task = self.server.simulator.create_task(body, text, config)
-            self._send_json(201, {"taskId": task.task_id})
+            task = simulator.create_task(body, text, config, tagged)
+            answer = json.dumps({"taskId": task.task_id}).encode()
+            if fault == "500_after_create":
+                self._send_error(500, ERROR_FAULTS["500"])
+            elif fault == "cutoff":
+                self._send_cut_off(201, answer, "application/json")
+            else:
+                self._send(201, answer, "application/json")
 
     def _task_result(self) -> None:
+        simulator = self.server.simulator
+        simulator.count_call("result")
         if self._accepted_token() is None:
             return
-        config = self.server.simulator.config
-        if self._fault(config["result_fault"], config, ok_status=200):
-            return
         task_id = parse_qs(urlsplit(self.path).query).get("taskId", [""])[0]
+        config = {**simulator.config, **simulator.tagged(task_id)}
+        fault = simulator.take_fault("result_fault", config)
+        if fault == "slow":
+            simulator.stopping.wait(config["slow_seconds"])
+        elif fault not in (None, "cutoff"):
+            self._act_out(fault, config, ok_status=200)
+            return
         if not task_id:
             self._send_error(400, "taskId is required", error="Bad Request")
-        elif result := self.server.simulator.task_result(task_id, self._base_url()):
-            self._send_json(200, result)
+        elif result := simulator.task_result(task_id, self._base_url()):
+            answer = json.dumps(result).encode()
+            if fault == "cutoff":
+                self._send_cut_off(200, answer, "application/json")
+            else:
+                self._send(200, answer, "application/json")
         else:
             self._send_error(404, "Task not found")
 
     def _image(self, task_id: str) -> None:
         # No token, like the CDN URLs the real API hands out.
-        if (png := self.server.simulator.image_png(task_id)) is None:
+        simulator = self.server.simulator
+        simulator.count_call("image")
+        config = {**simulator.config, **simulator.tagged(task_id)}
+        fault = simulator.take_fault("image_fault", config)
+        match fault:
+            case "slow":
+                simulator.stopping.wait(config["slow_seconds"])
+            case "oversized":
+                padding = bytes(OVERSIZED_BYTES - len(PNG_SIGNATURE))
+                self._send(200, PNG_SIGNATURE + padding, "image/png")
+                return
+            case "not_image":
+                page = b"<html><body>Not an image (simulated)</body></html>"
+                self._send(200, page, "text/html; charset=utf-8")
+                return
+            case None | "cutoff":
+                pass
+            case _:
+                self._act_out(fault, config, ok_status=200)
+                return
+        if (png := simulator.image_png(task_id)) is None:
             self._send_error(404, "Not found")
+        elif fault == "cutoff":
+            self._send_cut_off(200, png, "image/png")
         else:
             self._send(200, png, "image/png")
 
@@ -186,27 +246,51 @@ class Handler(BaseHTTPRequestHandler):
             return None
         return token
 
-    def _fault(self, fault: str | None, config: dict, *, ok_status: int) -> bool:
-        """Answer as `fault` says; False when the request should carry on."""
+    def _act_out(self, fault: str, config: dict, *, ok_status: int) -> None:
+        """Answer in place of the real answer, as `fault` says."""
         match fault:
-            case None:
-                return False
-            case "slow":
-                # Then carry on: the task exists though the client gave up waiting.
-                self.server.simulator.stopping.wait(config["slow_seconds"])
-                return False
             case "malformed":
                 self._send(ok_status, b"<html>oops", "text/html")
             case "no_task_id":
                 self._send_json(ok_status, {})
-            case "429":
+            case "reset":
+                self._reset_connection()
+            case "429" | "503_retry_after":
                 retry_after = str(math.ceil(config["retry_after"]))
                 self._send_error(
-                    429, ERROR_FAULTS[fault], headers={"Retry-After": retry_after}
+                    int(fault[:3]),
+                    ERROR_FAULTS[fault[:3]],
+                    headers={"Retry-After": retry_after},
                 )
             case _:
                 self._send_error(int(fault), ERROR_FAULTS[fault])
-        return True
+
+    def _reset_connection(self) -> None:
+        """Close the connection with a TCP reset, having answered nothing."""
+        self.log_request("reset")
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+            self.connection.close()
+        except OSError:
+            pass
+
+    def _send_cut_off(self, status: int, body: bytes, content_type: str) -> None:
+        """Promise the whole body, send half of it, then close the connection."""
+        self.close_connection = True
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _content_length(self) -> int:
         length = self.headers.get("Content-Length", "")
@@ -239,7 +323,7 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up, e.g. on a "slow" answer
+            pass  # the client gave up, e.g. on a "slow" or oversized answer
 
     def log_request(self, code: object = "-", size: object = "-") -> None:
         if not self.server.quiet:
@@ -285,6 +369,11 @@ class SimulatorHandle:
     def requests(self) -> list[ReceivedRequest]:
         """(method, path, JSON body) of every API and image request, oldest first."""
         return self._server.simulator.requests
+
+    @property
+    def stats(self) -> dict:
+        """What `GET /_simulator/stats` answers."""
+        return self._server.simulator.stats()
 
     def configure(self, **knob_values: object) -> dict:
         return self._server.simulator.configure(**knob_values)

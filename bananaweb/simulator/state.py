@@ -3,14 +3,17 @@ requests received. One `Simulator` is shared by every request thread.
 
 A task's status is not stored: it follows from the time since submit, the knobs
 the task was created with and, for edits, whether its sources were downloaded.
+`stats()` counts the calls received and the tasks accepted, by prompt too, so
+tests can check that nothing was sent twice.
 """
 
 import base64
+import random
 import re
 import threading
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -29,6 +32,7 @@ OWN_IMAGE_PATH = re.compile(r"/images/([0-9a-f-]{36})\.png")
 
 TERMINAL = {
     "completed": (Status.COMPLETED, None, None),
+    "completed_no_image": (Status.COMPLETED, None, None),
     "unknown_status": (Status.COMPLETED, None, None),
     "failed": (
         Status.FAILED,
@@ -76,6 +80,7 @@ class Task:
     shape: str
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     started: float = field(default_factory=time.monotonic)
+    tagged: dict = field(default_factory=dict)  # knobs set by its prompt's tags
     sources: Sources | None = None  # set once, by the download thread
 
     @property
@@ -113,6 +118,11 @@ class Simulator:
         self._tasks: dict[str, Task] = {}
         self._pngs: OrderedDict[str, bytes] = OrderedDict()
         self._requests: deque[ReceivedRequest] = deque(maxlen=MAX_TASKS)
+        self._faults_served: Counter[str] = Counter()  # per fault knob
+        self._calls: Counter[str] = Counter()
+        self._generate_calls_by_prompt: Counter[str] = Counter()
+        self._accepted_by_prompt: Counter[str] = Counter()
+        self._random = random.Random()
         self.stopping = threading.Event()
 
     # Knobs and records
@@ -128,6 +138,12 @@ class Simulator:
             raise KnobError(errors)
         with self._lock:
             self._config.update(values)
+            # A fault set anew starts its count again.
+            if {"fault_count", "fault_rate"} & values.keys():
+                self._faults_served.clear()
+            for name in knobs.FAULT_KNOBS:
+                if name in values:
+                    self._faults_served.pop(name, None)
             return dict(self._config)
 
     def reset(self) -> None:
@@ -137,6 +153,10 @@ class Simulator:
             self._tasks.clear()
             self._pngs.clear()
             self._requests.clear()
+            self._faults_served.clear()
+            self._calls.clear()
+            self._generate_calls_by_prompt.clear()
+            self._accepted_by_prompt.clear()
 
     def record(self, method: str, path: str, body: object) -> None:
         with self._lock:
@@ -147,10 +167,54 @@ class Simulator:
         with self._lock:
             return list(self._requests)
 
+    def count_call(self, kind: str, prompt: str | None = None) -> None:
+        """Count a generate, result or image call (`prompt` without its tags)."""
+        with self._lock:
+            self._calls[kind] += 1
+            if kind == "generate" and prompt is not None:
+                self._generate_calls_by_prompt[prompt] += 1
+
+    def stats(self) -> dict:
+        """Calls received and tasks accepted since the start or the last reset."""
+        with self._lock:
+            return {
+                "generate_calls": self._calls["generate"],
+                "generate_calls_by_prompt": dict(self._generate_calls_by_prompt),
+                "accepted": self._accepted_by_prompt.total(),
+                "accepted_by_prompt": dict(self._accepted_by_prompt),
+                "result_calls": self._calls["result"],
+                "image_calls": self._calls["image"],
+            }
+
+    def take_fault(self, knob: str, config: dict) -> str | None:
+        """The fault this call should act out under `knob`, if any, counted
+        against fault_count; None when the call should succeed."""
+        fault = config[knob]
+        if fault is None:
+            return None
+        with self._lock:
+            rate = config["fault_rate"]
+            if rate is not None and self._random.random() >= rate:
+                return None
+            limit = config["fault_count"]
+            if limit is not None and self._faults_served[knob] >= limit:
+                return None
+            self._faults_served[knob] += 1
+        return fault
+
+    def tagged(self, task_id: str) -> dict:
+        """The knobs a task's prompt tags set; empty for an unknown task."""
+        with self._lock:
+            task = self._tasks.get(task_id)
+        return dict(task.tagged) if task is not None else {}
+
     # Tasks
 
-    def create_task(self, body: dict, text: str, config: dict) -> Task:
-        """A new task for a valid request body, with the knobs in `config`."""
+    def create_task(
+        self, body: dict, text: str, config: dict, tagged: dict | None = None
+    ) -> Task:
+        """A new task for a valid request body, with the knobs in `config`
+        (`tagged`: those its prompt's tags set, kept for its polls and image)."""
         task = Task(
             task_id=str(uuid.uuid4()),
             prompt=body["prompt"],
@@ -163,9 +227,11 @@ class Simulator:
             delay=config["delay"],
             outcome=config["task_outcome"],
             shape=config["result_shape"],
+            tagged=dict(tagged or {}),
         )
         with self._lock:
             self._tasks[task.task_id] = task
+            self._accepted_by_prompt[text] += 1
             if len(self._tasks) > MAX_TASKS:
                 del self._tasks[next(iter(self._tasks))]
         if task.action == options.Action.EDIT:
@@ -210,7 +276,9 @@ class Simulator:
             if task_id in self._pngs:
                 self._pngs.move_to_end(task_id)
                 return self._pngs[task_id]
-        if task is None or task.status_at(time.monotonic())[0] != Status.COMPLETED:
+        if task is None or task.outcome == "completed_no_image":
+            return None
+        if task.status_at(time.monotonic())[0] != Status.COMPLETED:
             return None
         png = drawing.draw_png(
             text=task.text,
@@ -229,6 +297,8 @@ class Simulator:
         url = f"{base_url}/images/{task.task_id}.png"
         width, height = task.size
         about = {"model": task.model, "prompt": task.prompt}
+        if task.outcome == "completed_no_image":
+            return {"images": [], **about}
         match task.shape:
             case "nested":
                 image = {"uri": url, "width": width, "height": height}
