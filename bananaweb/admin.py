@@ -6,6 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import FileResponse, HttpRequest
 from django.shortcuts import get_object_or_404
@@ -230,7 +231,10 @@ class UpstreamTokenAdmin(admin.ModelAdmin):
         for token in queryset:
             tokens.token_delete(token=token, actor=request.user)
 
-    @admin.action(description="Enable selected tokens (back into rotation)")
+    @admin.action(
+        description="Enable selected tokens (back into rotation)",
+        permissions=["change"],
+    )
     def enable(self, request: HttpRequest, queryset: QuerySet) -> None:
         for token in queryset:
             tokens.token_enable(token=token, actor=request.user)
@@ -238,7 +242,7 @@ class UpstreamTokenAdmin(admin.ModelAdmin):
             request, f"Enabled {queryset.count()} token(s).", messages.SUCCESS
         )
 
-    @admin.action(description="Disable selected tokens")
+    @admin.action(description="Disable selected tokens", permissions=["change"])
     def disable(self, request: HttpRequest, queryset: QuerySet) -> None:
         for token in queryset:
             tokens.token_disable(token=token, actor=request.user)
@@ -247,7 +251,8 @@ class UpstreamTokenAdmin(admin.ModelAdmin):
         )
 
     @admin.action(
-        description="Check now (a free authenticated call, in the background)"
+        description="Check now (a free authenticated call, in the background)",
+        permissions=["change"],
     )
     def check_now(self, request: HttpRequest, queryset: QuerySet) -> None:
         for token in queryset:
@@ -420,6 +425,9 @@ class ImageRequestAdmin(admin.ModelAdmin):
         ]
 
     def image_file(self, request: HttpRequest, image_pk: int) -> FileResponse:
+        """Any user's image, to staff who may view requests."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         image = get_object_or_404(GeneratedImage, pk=image_pk)
         return FileResponse(image.file.open("rb"), content_type=image.content_type)
 

@@ -10,6 +10,7 @@ from datetime import date, timedelta
 
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import permission_required
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -126,10 +127,15 @@ def _csv_lines(rows: Iterable[Sequence[str]]) -> Iterator[str]:
 
 # --- Views -----------------------------------------------------------------------
 
+# Staff see the pages only with it: every user's usage and the token names
+# (the "Usage viewers" group holds it; superusers have it anyway).
+USAGE_PERMISSION = "bananaweb.view_usage"
+
 
 @require_GET
 @never_cache
 @staff_member_required
+@permission_required(USAGE_PERMISSION, raise_exception=True)
 def usage_dashboard(request: HttpRequest) -> HttpResponse:
     date_range = parse_range(request.GET, today=timezone.localdate())
     daily = daily_status_counts(date_range=date_range)
@@ -161,6 +167,7 @@ def usage_dashboard(request: HttpRequest) -> HttpResponse:
 @require_GET
 @never_cache
 @staff_member_required
+@permission_required(USAGE_PERMISSION, raise_exception=True)
 def usage_export(request: HttpRequest) -> StreamingHttpResponse:
     """One CSV row per request in the range, for chargeback; streamed."""
     date_range = parse_range(request.GET, today=timezone.localdate())

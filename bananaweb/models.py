@@ -364,6 +364,7 @@ class ImageRequest(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
+        permissions = [("view_usage", "Can see the usage dashboard and export")]
         indexes = [
             models.Index(fields=["user", "-created_at"]),
             models.Index(

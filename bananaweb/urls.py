@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from bananaweb import dashboard, views
@@ -20,6 +21,8 @@ urlpatterns = [
     path("", include("bananaweb.gateway.urls")),
     path("admin/usage/", dashboard.usage_dashboard, name="usage-dashboard"),
     path("admin/usage/export.csv", dashboard.usage_export, name="usage-export"),
-    path("accounts/", include("django.contrib.auth.urls")),
+    # Only signing in and out: no password reset or change pages (admins set passwords).
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
 ]

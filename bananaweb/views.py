@@ -49,8 +49,11 @@ def _prefill(request: HtmxHttpRequest, action: str) -> dict:
 
 def _history(request: HtmxHttpRequest) -> dict:
     requests_ = ImageRequest.objects.for_user(request.user).newest_first().with_images()
+    # ASCII digits only, as every number in a query string; anything else is page 1.
+    page_raw = request.GET.get("page", "")
+    strict = page_raw.isascii() and page_raw.isdigit() and len(page_raw) <= 9
     page = Paginator(requests_, settings.BANANAWEB_HISTORY_PAGE_SIZE).get_page(
-        request.GET.get("page")
+        int(page_raw) if strict else 1
     )
     return {"page": page, "quota": services.quota_usage(user=request.user)}
 
@@ -208,3 +211,17 @@ def image_file(
     file = image.thumbnail if variant == "thumbnail" else image.file
     content_type = "image/webp" if variant == "thumbnail" else image.content_type
     return FileResponse(file.open("rb"), content_type=content_type)
+
+
+# --- Signing in -----------------------------------------------------------------------
+
+
+def signin_locked_out(
+    request: HttpRequest, original_response: HttpResponse | None, credentials: dict
+) -> HttpResponse:
+    """django-axes' answer (AXES_LOCKOUT_CALLABLE) to a sign-in past the failure
+    limit, on the site's form and the admin's."""
+    minutes = round(settings.AXES_COOLOFF_TIME.total_seconds() / 60)
+    return render(
+        request, "registration/locked_out.html", {"minutes": minutes}, status=429
+    )

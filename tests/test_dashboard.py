@@ -5,6 +5,7 @@ import io
 from datetime import date, datetime, timedelta
 
 import pytest
+from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
 
@@ -94,8 +95,9 @@ def test_signed_in_non_staff_are_sent_to_the_admin_login(client, user, url):
     assert response.url.startswith(reverse("admin:login"))
 
 
-def test_staff_who_are_not_superusers_see_it(client, django_user_model):
+def test_usage_viewers_who_are_not_superusers_see_it(client, django_user_model):
     staff = django_user_model.objects.create_user("staffer", is_staff=True)
+    staff.groups.add(Group.objects.get(name="Usage viewers"))
     client.force_login(staff)
     assert client.get(DASHBOARD).status_code == 200
     assert client.get(EXPORT).status_code == 200
