@@ -472,7 +472,9 @@ def image_request_reconcile(*, limit: int = 500) -> list[FollowUp]:
     now = timezone.now()
     in_flight = ImageRequest.objects.filter(status__in=ImageRequest.IN_FLIGHT)
     send_cutoff = now - timedelta(
-        seconds=settings.MOUNTSEA_CONNECT_TIMEOUT + settings.MOUNTSEA_READ_TIMEOUT + 30
+        seconds=settings.MOUNTSEA_CONNECT_TIMEOUT
+        + settings.MOUNTSEA_READ_TIMEOUT
+        + settings.BANANAWEB_SEND_MARGIN
     )
     reason = "the worker stopped while sending it"
     in_flight.filter(

@@ -283,6 +283,9 @@ BANANAWEB_TOKEN_RECHECK_DELAY = env_float("BANANAWEB_TOKEN_RECHECK_DELAY", 5 * 6
 # past its due time a step counts as lost.
 BANANAWEB_RECONCILE_INTERVAL = env_float("BANANAWEB_RECONCILE_INTERVAL", 30)
 BANANAWEB_LOST_TASK_GRACE = env_float("BANANAWEB_LOST_TASK_GRACE", 90)
+# A send counts as never finished (outcome unknown) this long after the client's
+# own timeouts would have ended it.
+BANANAWEB_SEND_MARGIN = env_float("BANANAWEB_SEND_MARGIN", 30)
 # Tries to download a finished image when the failure may pass (timeouts, 5xx).
 BANANAWEB_FETCH_ATTEMPTS = env_int("BANANAWEB_FETCH_ATTEMPTS", 5)
 

@@ -1,4 +1,8 @@
-"""Run everything bananaweb needs on one machine: simulator, task worker and web server."""
+"""Run everything bananaweb needs on one machine: simulator, task worker and web server.
+
+A child that dies is started again after a pause that doubles while it keeps
+dying (1 s up to 30 s); Ctrl+C or SIGTERM stops them all.
+"""
 
 import os
 import signal
@@ -7,14 +11,139 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+
+READY_SECONDS = 15
+STOP_SECONDS = 10
+FIRST_RESTART_DELAY = 1.0
+MAX_RESTART_DELAY = 30.0
+# A child that ran this long before dying was healthy: its next restart is quick again.
+HEALTHY_SECONDS = 60.0
 
 
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex((host, port)) != 0
+
+
+@dataclass
+class Child:
+    name: str
+    command: list[str]
+    process: subprocess.Popen | None = None
+    started_at: float = 0.0
+    quick_exits: int = 0  # in a row, each within HEALTHY_SECONDS of its start
+    restart_at: float | None = None
+
+
+class Supervisor:
+    """Starts children in process groups of their own, relays their output as
+    `[name] line`, restarts the ones that die, and stops them all."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        write: Callable[[str], None],
+        *,
+        first_delay: float = FIRST_RESTART_DELAY,
+        max_delay: float = MAX_RESTART_DELAY,
+    ) -> None:
+        self.env = env
+        self.write = write
+        self.first_delay = first_delay
+        self.max_delay = max_delay
+        self.children: list[Child] = []
+
+    def start(self, name: str, command: list[str], ready: str = "") -> Child:
+        """Start a child; with `ready`, wait for that line or raise CommandError."""
+        child = Child(name, command)
+        self.children.append(child)
+        is_ready = self._spawn(child, ready)
+        if ready and not is_ready.wait(READY_SECONDS):
+            raise CommandError(f"The {name} did not start within {READY_SECONDS} s.")
+        if child.process.poll() is not None:
+            raise CommandError(
+                f"The {name} exited at once (code {child.process.returncode})."
+            )
+        return child
+
+    def watch(self) -> None:
+        """One look at every child: note the dead, restart the ones whose time came."""
+        now = time.monotonic()
+        for child in self.children:
+            if child.restart_at is not None:
+                if now >= child.restart_at:
+                    child.restart_at = None
+                    self._spawn(child)
+                continue
+            code = child.process.poll()
+            if code is None:
+                continue
+            # Whatever it left behind in its group (e.g. a reloader's child) goes too.
+            _kill_group(child.process.pid, signal.SIGKILL)
+            if now - child.started_at >= HEALTHY_SECONDS:
+                child.quick_exits = 0
+            delay = min(self.first_delay * 2**child.quick_exits, self.max_delay)
+            child.quick_exits += 1
+            child.restart_at = now + delay
+            self.write(
+                f"[{child.name}] exited (code {code}); restarting in {delay:g} s"
+            )
+
+    def stop(self) -> None:
+        """SIGTERM every child's group; SIGKILL what is left after STOP_SECONDS."""
+        running = [
+            child.process
+            for child in self.children
+            if child.process and child.process.poll() is None
+        ]
+        for process in running:
+            _kill_group(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_SECONDS
+        for process in running:
+            try:
+                process.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                _kill_group(process.pid, signal.SIGKILL)
+                process.wait()
+            # Whatever the child left behind in its group goes with it.
+            _kill_group(process.pid, signal.SIGKILL)
+
+    def _spawn(self, child: Child, ready: str = "") -> threading.Event:
+        process = subprocess.Popen(
+            child.command,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            start_new_session=True,
+        )
+        child.process = process
+        child.started_at = time.monotonic()
+        self.write(f"[{child.name}] started (pid {process.pid})")
+        is_ready = threading.Event()
+
+        def relay() -> None:
+            for line in process.stdout:
+                if ready and ready in line:
+                    is_ready.set()
+                self.write(f"[{child.name}] {line.rstrip()}")
+            is_ready.set()
+
+        threading.Thread(target=relay, daemon=True).start()
+        return is_ready
+
+
+def _kill_group(pid: int, signum: int) -> None:
+    try:
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 class Command(BaseCommand):
@@ -44,26 +173,26 @@ class Command(BaseCommand):
         env = os.environ.copy()
         env.setdefault("DEBUG", "1")
         python = sys.executable
-        self.children: list[subprocess.Popen] = []
-        for needed in [port] + (
-            [] if os.environ.get("MOUNTSEA_BASE_URL") else [simulator_port]
-        ):
+        simulated = not os.environ.get("MOUNTSEA_BASE_URL")
+        for needed in [port] + ([simulator_port] if simulated else []):
             if not _port_free("127.0.0.1", needed):
                 raise CommandError(
                     f"Port {needed} is already in use: stop what runs there, or set PORT / SIMULATOR_PORT."
                 )
 
-        signal.signal(signal.SIGTERM, lambda *_: self._stop(0))
+        if simulated:
+            env["MOUNTSEA_SIMULATOR_URL"] = f"http://127.0.0.1:{simulator_port}"
+            # The simulator accepts any token starting with "sim-".
+            env.setdefault("MOUNTSEA_API_TOKEN", "sim-dev-token")
+        supervisor = Supervisor(env, self.stdout.write)
+        signal.signal(signal.SIGTERM, lambda *_: self._stop(supervisor, 0))
         try:
-            if os.environ.get("MOUNTSEA_BASE_URL"):
+            if not simulated:
                 self.stdout.write(
                     f"Using the upstream at {settings.MOUNTSEA_BASE_URL} (no simulator)."
                 )
             else:
-                env["MOUNTSEA_SIMULATOR_URL"] = f"http://127.0.0.1:{simulator_port}"
-                # The simulator accepts any token starting with "sim-".
-                env.setdefault("MOUNTSEA_API_TOKEN", "sim-dev-token")
-                self._start(
+                supervisor.start(
                     "sim",
                     [
                         python,
@@ -74,7 +203,6 @@ class Command(BaseCommand):
                         "--port",
                         str(simulator_port),
                     ],
-                    env,
                     ready="Simulator listening",
                 )
             # The first token (from MOUNTSEA_API_TOKEN) and the periodic jobs, with the
@@ -82,8 +210,8 @@ class Command(BaseCommand):
             subprocess.run(
                 [python, "manage.py", "start_background"], env=env, check=True
             )
-            self._start(
-                "worker", [python, "manage.py", "db_worker", "--interval", "0.5"], env
+            supervisor.start(
+                "worker", [python, "manage.py", "run_worker", "--interval", "0.5"]
             )
             if server == "gunicorn":
                 # Threads, so a page load isn't queued behind the history's polling.
@@ -101,59 +229,23 @@ class Command(BaseCommand):
                 ]
             else:
                 web = [python, "manage.py", "runserver", f"{host}:{port}", "--noreload"]
-            self._start("web", web, env)
+            supervisor.start("web", web)
             shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
             self.stdout.write(
                 self.style.SUCCESS(
                     f"\nbananaweb is running at http://{shown_host}:{port}/  (Ctrl+C stops it)\n"
                 )
             )
-            while all(child.poll() is None for child in self.children):
+            while True:
+                supervisor.watch()
                 time.sleep(0.5)
-            failed = next(child for child in self.children if child.poll() is not None)
-            self.stderr.write(
-                f"{failed.args[2] if len(failed.args) > 2 else failed.args} stopped (exit {failed.returncode}); stopping the rest."
-            )
-            self._stop(1)
         except KeyboardInterrupt:
-            self._stop(0)
+            self._stop(supervisor, 0)
+        except (CommandError, subprocess.CalledProcessError) as error:
+            self._stop(supervisor, 1, str(error))
 
-    def _start(self, name: str, command: list[str], env: dict, ready: str = "") -> None:
-        child = subprocess.Popen(
-            command,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-            start_new_session=True,
-        )
-        self.children.append(child)
-        is_ready = threading.Event()
-
-        def relay() -> None:
-            for line in child.stdout:
-                if ready and ready in line:
-                    is_ready.set()
-                self.stdout.write(f"[{name}] {line.rstrip()}")
-            is_ready.set()
-
-        threading.Thread(target=relay, daemon=True).start()
-        if ready and not is_ready.wait(15):
-            self._stop(1, f"The {name} did not start within 15 seconds.")
-        if child.poll() is not None:
-            self._stop(1, f"The {name} exited at once (exit {child.returncode}).")
-
-    def _stop(self, code: int, message: str = "") -> None:
-        for child in self.children:
-            if child.poll() is None:
-                os.killpg(child.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for child in self.children:
-            try:
-                child.wait(max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
+    def _stop(self, supervisor: Supervisor, code: int, message: str = "") -> None:
+        supervisor.stop()
         if message:
             self.stderr.write(message)
         sys.exit(code)
