@@ -13,13 +13,14 @@ for c in "$${BANANAWEB_PYTHON:-}" python3.13 python3.12 python3 \
 done; exit 1
 endef
 
-.PHONY: help run test lint bench venv browser clean
+.PHONY: help run test lint bench loadtest venv browser clean
 
 help:
 	@echo "make run   - set up and run bananaweb with the bundled simulator (SQLite, local files)"
 	@echo "make test  - set up and run every test"
 	@echo "make lint  - check style (ruff) and the import contracts (import-linter, in pyproject.toml)"
 	@echo "make bench - run the benchmarks"
+	@echo "make loadtest - the whole stack under load, with faults and a killed worker (LOAD_SECONDS=60)"
 
 $(PY):
 	@python=$$($(find_python)) || { echo "bananaweb needs Python 3.12 or newer and found none (tried \$$BANANAWEB_PYTHON, python3.13, python3.12, python3 and pyenv's versions). Install one, or set BANANAWEB_PYTHON to its path." >&2; exit 1; }; \
@@ -32,6 +33,8 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 
 venv: $(VENV)/.installed
 
+# BANANAWEB_DEV=1: development keys and plain HTTP, for this machine only.
+run: export BANANAWEB_DEV := 1
 run: venv
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py ensure_signin
@@ -73,6 +76,15 @@ lint: venv
 
 bench: venv
 	$(PY) -m pytest tests/benchmarks -m bench -q -s
+
+# tests/load/run.py: a throwaway PostgreSQL database (DATABASE_URL's server, else
+# 127.0.0.1:5432), simulator, gunicorn and two task workers on loopback, Locust for
+# LOAD_SECONDS; prints the figures, writes var/loadtest-last.md, fails on a 5xx, a
+# lost request or one sent upstream twice. CI runs LOAD_SECONDS=15.
+LOAD_SECONDS ?= 60
+LOAD_USERS ?= 50
+loadtest: venv
+	$(PY) -m tests.load.run --seconds $(LOAD_SECONDS) --users $(LOAD_USERS)
 
 clean:
 	rm -rf $(VENV) var

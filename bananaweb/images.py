@@ -26,9 +26,25 @@ MAX_IMAGES = 16
 MAX_DEPTH = 16
 MAX_STRING_LENGTH = 15 * 1024 * 1024
 MAX_URL_LENGTH = 16 * 1024
-MAX_PIXELS = 80_000_000
+# The most pixels an image may have, an input or a result: nothing larger is decoded.
+# The Mountsea contract states no sizes, so from "4K": a long side of 4096 makes
+# 4096 × 4096 = 16.8 MP the largest (8:1 would be 4096 × 512), and the provider's
+# published 4K sizes keep about that area in every shape, the largest being 21:9 at
+# 6336 × 2688 = 17.03 MP. nano-banana-2's 8:1 and 1:8 are no larger: 16.8 MP at 8:1
+# is about 11585 × 1448. Hence 17.5 MP, the largest 4K output with 3% to spare.
+# The 10 MB input limit bounds bytes, not pixels (a one-colour PNG of 8940 × 8940 is
+# 300 KB, 80 MP); this bounds both inputs and results, and a photo of more than
+# 17.5 MP is refused (the upstream would only scale it down). Decoded whole, as a
+# WebP must be (about 16 bytes a pixel in Pillow and libwebp), the worst image stays
+# under 300 MB (tests/test_image_memory.py).
+MAX_PIXELS = 17_500_000
+# Pillow's decompression-bomb limit, the same: above it Image.open warns (answered
+# by our own refusal in _opened, with the size) and above twice it refuses.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "GIF": ".gif"}
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif")
+# Modes Pillow can shrink (reduce, resize) as they are: the others are converted first.
+REDUCIBLE_MODES = ("RGB", "RGBA", "L", "LA")
 
 # Keys are compared lowercased with "_" and "-" removed.
 URL_KEYS = {
@@ -72,7 +88,7 @@ PILLOW_ERRORS = (
     struct.error,
     MemoryError,
 )
-_MAX_PIXELS_TEXT = f"bananaweb accepts at most {MAX_PIXELS // 1_000_000} megapixels."
+_MAX_PIXELS_TEXT = f"bananaweb accepts at most {MAX_PIXELS / 1_000_000:g} megapixels."
 _EMBEDDED_URL = re.compile(r"https?://[^\s\"'<>()\[\]]+", re.IGNORECASE)
 
 
@@ -266,14 +282,12 @@ def verify_image(content: bytes, *, max_bytes: int) -> VerifiedImage:
     try:
         with _opened(content) as image:
             image.verify()  # structure and checksums, without decoding pixels
-        with _opened(
-            content
-        ) as image:  # verify() leaves the image unusable: open again
-            image.load()
+        with _opened(content) as image:  # verify() leaves the image unusable
             image_format = image.format
             width, height = image.size
-            if image.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8):
+            if _quarter_turned(image):
                 width, height = height, width
+            _check_pixels(image)
     except PILLOW_ERRORS:
         raise ImageInvalid("The image is damaged or cut short.") from None
     return VerifiedImage(
@@ -286,20 +300,54 @@ def verify_image(content: bytes, *, max_bytes: int) -> VerifiedImage:
     )
 
 
+def _check_pixels(image: Image.Image) -> None:
+    """Raises if the pixels are cut short or corrupt, decoding no more than needed.
+
+    A PNG's verify() has checked every chunk's CRC and its end, and a WebP whose
+    container is cut short doesn't open: their pixels are decoded only for a
+    thumbnail. JPEG and GIF have no such check, so they are decoded: a JPEG at an
+    eighth of its size (libjpeg still reads every coefficient), a GIF's first frame
+    at a byte a pixel.
+    """
+    if image.format in ("PNG", "WEBP"):
+        return
+    if image.format == "JPEG":
+        image.draft(None, (1, 1))  # changes image.size
+    image.load()
+
+
+def _quarter_turned(image: Image.Image) -> bool:
+    """Whether the EXIF orientation shows the image turned a quarter (width and height swap)."""
+    if image.format == "PNG" and "exif" not in image.info:
+        # A PNG's eXIf after its pixels is read only by decoding them all; the PNG
+        # spec puts it before them.
+        return False
+    return image.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8)
+
+
 def make_thumbnail(content: bytes, *, size: int) -> bytes:
-    """A WebP of the (first frame of the) image, upright, its longest side at most `size`."""
+    """A WebP of the (first frame of the) image, upright, its longest side at most `size`.
+
+    Decoded reduced where the format allows: a JPEG at the smallest scale libjpeg
+    offers that is still twice `size`; other images are shrunk by whole factors
+    as soon as they are decoded, so that no more than two full-size copies (the
+    decoded image and its converted or premultiplied copy) ever exist.
+    """
     try:
         with _opened(content) as image:
             if image.format == "JPEG":
-                image.draft("RGB", (size, size))  # decode big JPEGs at a reduced scale
-            upright = ImageOps.exif_transpose(image)
+                image.draft("RGB", (size * 2, size * 2))
             # P, LA, PA and transparent-colour images keep their transparency as RGBA.
-            thumbnail = upright.convert(
-                "RGBA" if upright.has_transparency_data else "RGB"
-            )
-            thumbnail.thumbnail((size, size), Image.Resampling.LANCZOS)
-            output = io.BytesIO()
-            thumbnail.save(output, "WEBP", quality=80, method=4)
+            mode = "RGBA" if image.has_transparency_data else "RGB"
+            if image.mode in REDUCIBLE_MODES and "transparency" not in image.info:
+                image.thumbnail((size, size), Image.Resampling.LANCZOS)
+            # A palette or a transparent colour becomes real colours before shrinking.
+            thumbnail = image.convert(mode)
+        # The source is closed, its pixels freed, before a full-size copy is shrunk.
+        thumbnail.thumbnail((size, size), Image.Resampling.LANCZOS)
+        upright = ImageOps.exif_transpose(thumbnail)
+        output = io.BytesIO()
+        upright.save(output, "WEBP", quality=80, method=4)
     except PILLOW_ERRORS:
         raise ImageInvalid("The image is damaged or cut short.") from None
     return output.getvalue()
@@ -310,11 +358,12 @@ def _opened(content: bytes) -> Iterator[Image.Image]:
     """Image.open limited to our formats and pixel count, with Pillow's errors as ImageInvalid."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Over MAX_PIXELS: refused below, with the image's size in the message.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(content), formats=list(FORMATS))
     except UnidentifiedImageError:
         raise ImageInvalid("The file isn't a PNG, JPEG, WebP or GIF image.") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:
         raise ImageInvalid(
             f"The image has too many pixels; {_MAX_PIXELS_TEXT}"
         ) from None

@@ -5,7 +5,7 @@ from django.utils.cache import patch_cache_control
 
 
 class GZipPagesMiddleware(GZipMiddleware):
-    """GZip for pages and fragments; images are compressed already.
+    """GZip for pages and fragments; images and ZIP downloads are compressed already.
 
     Django's GZipMiddleware carries the BREACH mitigation (randomised padding).
     """
@@ -13,7 +13,7 @@ class GZipPagesMiddleware(GZipMiddleware):
     def process_response(
         self, request: HttpRequest, response: HttpResponseBase
     ) -> HttpResponseBase:
-        if response.get("Content-Type", "").startswith("image/"):
+        if response.get("Content-Type", "").startswith(("image/", "application/zip")):
             return response
         return super().process_response(request, response)
 

@@ -233,7 +233,8 @@ class UserQuota(models.Model):
 
 class ImageRequestQuerySet(models.QuerySet):
     def for_user(self, user) -> "ImageRequestQuerySet":
-        return self.filter(user=user)
+        """The user's requests, less those they deleted (kept for the accounting)."""
+        return self.filter(user=user, deleted_at__isnull=True)
 
     def newest_first(self) -> "ImageRequestQuerySet":
         return self.order_by("-created_at", "-pk")
@@ -279,6 +280,11 @@ UNKNOWN_OUTCOME_MESSAGE = (
 )
 
 
+class GroupKind(models.TextChoices):
+    VARIATIONS = "variations", "Variations"
+    MODELS = "models", "Every model"
+
+
 IN_FLIGHT = (RequestStatus.QUEUED, RequestStatus.SUBMITTING, RequestStatus.IN_PROGRESS)
 EXPIRED_MESSAGE = (
     "It could not be sent before its deadline (no task worker or no upstream token "
@@ -296,6 +302,7 @@ class ImageRequest(models.Model):
 
     Status = RequestStatus
     ErrorCode = ErrorCode
+    GroupKind = GroupKind
     IN_FLIGHT = IN_FLIGHT
 
     class Source(models.TextChoices):
@@ -350,6 +357,14 @@ class ImageRequest(models.Model):
     due_at = models.DateTimeField(default=timezone.now)
     sending_started_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # Made together: variations of one prompt, or one prompt on every model.
+    group = models.UUIDField(null=True, blank=True, db_index=True)
+    group_kind = models.CharField(max_length=10, choices=GroupKind, blank=True)
+    starred = models.BooleanField(default=False)
+    # Deleted by its owner: hidden from them, its files gone, the row kept for the
+    # staff's accounting.
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
     # A replayed submission (double click, reload, a retrying script) finds the
     # first request by its key; request_hash tells a replay from a key reused for
     # another body.
@@ -411,7 +426,12 @@ class ImageRequest(models.Model):
     def __str__(self) -> str:
         return f"#{self.pk} {self.action} {self.prompt[:40]}"
 
+    # How many of our own images it is made from before its Reference rows are
+    # saved (they need its id): set by the service that creates it.
+    pending_references = 0
+
     def clean(self) -> None:
+        references = self.references.count() if self.pk else self.pending_references
         errors = options.option_errors(
             prompt=self.prompt,
             action=self.action,
@@ -421,18 +441,20 @@ class ImageRequest(models.Model):
             image_urls=self.image_urls,
             num_images=self.num_images,
             max_image_urls=settings.BANANAWEB_MAX_IMAGE_URLS,
+            references=references,
         )
         if errors:
             raise ValidationError(errors)
 
-    def upstream_payload(self) -> dict:
+    def upstream_payload(self, *, reference_urls: list[str] = ()) -> dict:
+        """The body sent upstream; our own images (signed URLs) come first."""
         return options.upstream_payload(
             prompt=self.prompt,
             action=self.action,
             model=self.model,
             aspect_ratio=self.aspect_ratio,
             resolution=self.resolution,
-            image_urls=self.image_urls,
+            image_urls=[*reference_urls, *self.image_urls],
         )
 
     # --- State changes ------------------------------------------------------
@@ -531,6 +553,14 @@ def _image_path(image: "GeneratedImage", filename: str) -> str:
     return f"images/{image.image_request.user_id}/{image.image_request_id}/{filename}"
 
 
+class GeneratedImageQuerySet(models.QuerySet):
+    def for_user(self, user) -> "GeneratedImageQuerySet":
+        """The images of the user's requests, less the deleted ones."""
+        return self.filter(
+            image_request__user=user, image_request__deleted_at__isnull=True
+        )
+
+
 class GeneratedImage(models.Model):
     image_request = models.ForeignKey(
         ImageRequest, on_delete=models.CASCADE, related_name="images"
@@ -545,8 +575,72 @@ class GeneratedImage(models.Model):
     size_bytes = models.PositiveIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = GeneratedImageQuerySet.as_manager()
+
     class Meta:
         ordering = ["position", "pk"]
 
     def __str__(self) -> str:
         return f"Image {self.position} of request #{self.image_request_id}"
+
+
+def _upload_path(upload: "Upload", filename: str) -> str:
+    return f"uploads/{upload.user_id}/{filename}"
+
+
+class Upload(models.Model):
+    """A picture someone brought, verified and stored, to edit or use as reference."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploads"
+    )
+    file = models.FileField(upload_to=_upload_path)
+    original_name = models.CharField(max_length=255, blank=True)
+    content_type = models.CharField(max_length=40)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    size_bytes = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return self.original_name or f"Upload #{self.pk}"
+
+
+class Reference(models.Model):
+    """One of our own images a request was made from: an upload, or an earlier
+    result. The upstream fetches it by a signed URL (signing.py)."""
+
+    image_request = models.ForeignKey(
+        ImageRequest, on_delete=models.CASCADE, related_name="references"
+    )
+    position = models.PositiveSmallIntegerField(default=0)
+    upload = models.ForeignKey(
+        Upload, null=True, blank=True, on_delete=models.SET_NULL, related_name="uses"
+    )
+    image = models.ForeignKey(
+        GeneratedImage,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="uses",
+    )
+
+    class Meta:
+        ordering = ["position", "pk"]
+        constraints = [
+            # One or the other; both gone only once the source was deleted.
+            models.CheckConstraint(
+                condition=Q(upload__isnull=True) | Q(image__isnull=True),
+                name="reference_one_source",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Reference {self.position} of request #{self.image_request_id}"
+
+    @property
+    def source(self) -> "Upload | GeneratedImage | None":
+        return self.upload or self.image

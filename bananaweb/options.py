@@ -116,6 +116,18 @@ def _either(labels: list[str]) -> str:
     )
 
 
+def fit_to_model(values: dict, model: str) -> dict:
+    """The values for `model`: an aspect ratio or resolution it doesn't offer is
+    left to its default."""
+    spec = spec_for(model)
+    fitted = {**values, "model": model}
+    if fitted.get("aspect_ratio") not in spec.aspect_ratios:
+        fitted["aspect_ratio"] = ""
+    if fitted.get("resolution") not in spec.resolutions:
+        fitted["resolution"] = ""
+    return fitted
+
+
 def ratio_value(aspect_ratio: str) -> float:
     width, height = aspect_ratio.split(":")
     return int(width) / int(height)
@@ -129,6 +141,16 @@ def is_http_url(value: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
+def is_unicode(text: str) -> bool:
+    """False for a string holding a lone surrogate (JSON can carry "\\ud800"): it
+    can't be encoded, so it can't be stored, sent or shown."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def option_errors(
     *,
     prompt: str | None = None,
@@ -139,6 +161,7 @@ def option_errors(
     image_urls: list | None = None,
     num_images: object = 1,
     max_image_urls: int = DEFAULT_MAX_IMAGE_URLS,
+    references: int = 0,
 ) -> dict[str, str]:
     """Every rule broken by these values, as {field: message a person understands}.
 
@@ -151,6 +174,11 @@ def option_errors(
     elif "\x00" in prompt:
         errors["prompt"] = (
             "The prompt contains a NUL character; remove it and try again."
+        )
+    elif not is_unicode(prompt):
+        errors["prompt"] = (
+            "The prompt contains a character that is not valid Unicode (a lone "
+            "surrogate); remove it and try again."
         )
     elif len(prompt) > PROMPT_MAX_LENGTH:
         errors["prompt"] = (
@@ -190,17 +218,30 @@ def option_errors(
     urls = image_urls or []
     if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
         errors["image_urls"] = "Image URLs must be a list of web addresses."
+    elif bad := [n for n, u in enumerate(urls, start=1) if not is_unicode(u)]:
+        # Not repeated in the message: it couldn't be shown.
+        errors["image_urls"] = (
+            f"Image URL {bad[0]} contains a character that is not valid Unicode "
+            "(a lone surrogate)."
+        )
     elif bad := [u for u in urls if not is_http_url(u) or "\x00" in u]:
         errors["image_urls"] = (
             f"“{bad[0]}” is not a web address: image URLs must start with "
             "http:// or https://."
         )
-    elif len(urls) > max_image_urls:
+    elif len(urls) + references > max_image_urls:
+        given = len(urls) + references
         errors["image_urls"] = (
-            f"At most {max_image_urls} image URLs per request; you gave {len(urls)}."
+            f"At most {max_image_urls} images per request (pictures and image URLs "
+            f"together); you gave {given}."
+            if references
+            else f"At most {max_image_urls} image URLs per request; you gave {given}."
         )
-    elif action == Action.EDIT and not urls:
-        errors["image_urls"] = "Editing needs at least one image URL to start from."
+    elif action == Action.EDIT and not urls and not references:
+        errors["image_urls"] = (
+            "Editing needs at least one image to start from: add a picture or an "
+            "image URL."
+        )
     return errors
 
 

@@ -16,7 +16,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
-from bananaweb import crypto, fetching, images, mountsea, options
+from bananaweb import crypto, fetching, images, mountsea, options, public_links
 from bananaweb.followups import FollowUp, Step
 from bananaweb.models import (
     EXPIRED_MESSAGE,
@@ -99,6 +99,22 @@ def _fetch_image(url: str) -> bytes:
         timeout=settings.BANANAWEB_FETCH_TIMEOUT,
         trusted_origins=[_upstream_origin()],
     ).content
+
+
+def _reference_urls(image_request: ImageRequest) -> list[str] | None:
+    """Signed links to the request's own images (uploads, earlier results), for the
+    upstream to fetch; None when one of them was deleted since."""
+    urls = []
+    for reference in image_request.references.all():
+        if reference.upload_id:
+            urls.append(
+                public_links.public_url(public_links.UPLOAD, reference.upload_id)
+            )
+        elif reference.image_id:
+            urls.append(public_links.public_url(public_links.IMAGE, reference.image_id))
+        else:
+            return None
+    return urls
 
 
 def _check_image_urls(image_request: ImageRequest) -> str:
@@ -204,12 +220,21 @@ def image_request_submit(*, image_request_id: int) -> list[FollowUp]:
         _save_if_sending(image_request)
         return []
 
-    payload = image_request.upstream_payload()
+    reference_urls = _reference_urls(image_request)
+    if reference_urls is None:
+        image_request.fail(
+            ErrorCode.IMAGE_URLS,
+            "A picture this request was made from was deleted, so it can't be sent.",
+        )
+        _save_if_sending(image_request)
+        return []
+    payload = image_request.upstream_payload(reference_urls=reference_urls)
     follow_ups: list[FollowUp] = []
     tried: set[int] = set()
     retry_in: float | None = None
     suspended = False
     while True:
+        chosen_at = timezone.now()
         try:
             token = token_select(user=image_request.user, exclude=tried)
         except NoUsableToken:
@@ -262,12 +287,14 @@ def image_request_submit(*, image_request_id: int) -> list[FollowUp]:
             case mountsea.NetworkError(sent=False):
                 token_record_error(token=token, message=outcome.message)
                 retry_in = _backoff(image_request)
+                image_request.attempts += 1
                 break
             case mountsea.UpstreamError(status_code=503):
                 # "Unavailable" says the request was not taken: a wait, for every
                 # token alike.
                 token_record_error(token=token, message=outcome.message)
                 retry_in = outcome.retry_after or _backoff(image_request)
+                image_request.attempts += 1
                 break
             case (
                 mountsea.NetworkError()
@@ -287,17 +314,20 @@ def image_request_submit(*, image_request_id: int) -> list[FollowUp]:
                 return follow_ups
 
     reason = image_request.exchange[-1]["message"] if image_request.exchange else ""
-    if retry_in is None and (free_at := token_free_at(user=image_request.user)):
-        # Every token is only cooling down after a rate limit: wait for the first.
-        # The jitter spreads out the requests that all waited for the same moment.
-        retry_in = (free_at - timezone.now()).total_seconds() + random.uniform(0, 1)
+    if retry_in is None and (
+        free_at := token_free_at(user=image_request.user, since=chosen_at)
+    ):
+        # Every token was only cooling down after a rate limit (perhaps until a
+        # moment ago): wait for the first. The jitter spreads out the requests
+        # that all waited for the same moment.
+        wait = max((free_at - timezone.now()).total_seconds(), 0)
+        retry_in = wait + random.uniform(0.1, 1)
         reason = "every upstream API token is waiting out a rate limit"
     now = timezone.now()
     remaining = (image_request.submit_deadline - now).total_seconds()
     if retry_in is not None and remaining > 1:
         # One more try just before the deadline if the wait would pass it.
         retry_in = min(retry_in, remaining - 1)
-        image_request.attempts += 1
         until = timezone.localtime(now + timedelta(seconds=retry_in))
         image_request.wait(
             message=f"Waiting for the image service until {until:%H:%M:%S}: "

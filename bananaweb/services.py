@@ -4,18 +4,30 @@ pipeline.py, scheduled through tasks.py."""
 
 import hashlib
 import json
+import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils import timezone
 
-from bananaweb import options, tokens
+from bananaweb import images, options, tokens
 from bananaweb.followups import FollowUp, Step
-from bananaweb.models import ImageRequest, UpstreamToken, UserQuota, local_day_start
+from bananaweb.models import (
+    GeneratedImage,
+    ImageRequest,
+    Reference,
+    Upload,
+    UpstreamToken,
+    UserQuota,
+    local_day_start,
+)
 from bananaweb.tasks import schedule
 
 # --- Quotas -----------------------------------------------------------------------
@@ -49,7 +61,8 @@ def quota_usage(*, user) -> QuotaUsage:
         limit = quota.daily_limit
     else:
         limit = settings.BANANAWEB_DEFAULT_DAILY_QUOTA
-    used = ImageRequest.objects.for_user(user).counting_today().count()
+    # Deleted requests count too: deleting gives no quota back.
+    used = ImageRequest.objects.filter(user=user).counting_today().count()
     return QuotaUsage(
         limit=limit, used=used, resets_at=local_day_start() + timedelta(days=1)
     )
@@ -70,6 +83,16 @@ class IdempotencyConflict(Exception):
         )
 
 
+@dataclass(frozen=True)
+class VerifiedUpload:
+    name: str
+    image: images.VerifiedImage
+
+    @property
+    def content(self) -> bytes:
+        return self.image.content
+
+
 def _request_hash(values: dict) -> str:
     canonical = json.dumps(values, sort_keys=True, ensure_ascii=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -81,18 +104,43 @@ def image_request_create(
     data: dict,
     source: str = ImageRequest.Source.WEB,
     idempotency_key: str = "",
+    uploads: Sequence[UploadedFile] = (),
+    references: Sequence[Upload | GeneratedImage] = (),
 ) -> ImageRequest:
     """Validate and save a request, then send it in the background.
 
-    With an idempotency key, a replay (a double click, a reload after POST, a
-    script's retry) gets the request the key first made, and nothing new is
-    sent; the same key with other values raises IdempotencyConflict.
+    `uploads` are pictures the user brought, `references` our own images (their
+    uploads, their results) to make it from. With an idempotency key, a replay
+    (a double click, a reload after POST, a script's retry) gets the request the
+    key first made, and nothing new is sent; the same key with other values
+    raises IdempotencyConflict.
 
     Raises ValidationError for bad input and QuotaExceeded when the user is out
     of requests for today; in both cases nothing is sent upstream.
     """
-    values = {name: data.get(name) for name in FIELDS}
-    values["num_images"] = data.get("num_images", 1)
+    return image_requests_create(
+        user=user,
+        variants=[data],
+        source=source,
+        idempotency_key=idempotency_key,
+        uploads=uploads,
+        references=references,
+    )[0]
+
+
+def image_requests_create(
+    *,
+    user,
+    variants: Sequence[dict],
+    group_kind: str = "",
+    source: str = ImageRequest.Source.WEB,
+    idempotency_key: str = "",
+    uploads: Sequence[UploadedFile] = (),
+    references: Sequence[Upload | GeneratedImage] = (),
+) -> list[ImageRequest]:
+    """One request per variant, made from the same images, as one group when
+    there are several (variations of a prompt, a prompt on every model); each
+    counts against the quota. The first request carries the idempotency key."""
     if len(idempotency_key) > IDEMPOTENCY_KEY_MAX_LENGTH:
         raise ValidationError(
             {
@@ -100,44 +148,135 @@ def image_request_create(
                 f"{IDEMPOTENCY_KEY_MAX_LENGTH} characters long."
             }
         )
-    # The raw values first: the rules' own messages, before any coercion by
-    # model fields.
-    if errors := options.option_errors(
-        **values, max_image_urls=settings.BANANAWEB_MAX_IMAGE_URLS
-    ):
-        raise ValidationError(errors)
-    image_request = ImageRequest(
-        user=user,
-        source=source,
-        action=values["action"],
-        prompt=values["prompt"],
-        model=values["model"] or options.DEFAULT_MODEL,
-        aspect_ratio=values["aspect_ratio"] or "",
-        resolution=values["resolution"] or "",
-        image_urls=values["image_urls"] or [],
-        idempotency_key=idempotency_key,
-        request_hash=_request_hash(values) if idempotency_key else "",
-    )
-    # The key's uniqueness is checked below, under the lock, as a replay.
-    image_request.full_clean(exclude=["idempotency_key"])
+    verified = [_verify_upload(upload) for upload in uploads]
+    for reference in references:
+        if _owner_id(reference) != user.pk:
+            raise ValidationError({"references": "That image is not one of yours."})
+    count = len(verified) + len(references)
+    group = uuid.uuid4() if len(variants) > 1 else None
+    built = []
+    for index, data in enumerate(variants):
+        values = {name: data.get(name) for name in FIELDS}
+        values["num_images"] = data.get("num_images", 1)
+        # The raw values first: the rules' own messages, before any coercion by
+        # model fields.
+        if errors := options.option_errors(
+            **values,
+            max_image_urls=settings.BANANAWEB_MAX_IMAGE_URLS,
+            references=count,
+        ):
+            raise ValidationError(errors)
+        image_request = ImageRequest(
+            user=user,
+            source=source,
+            action=values["action"],
+            prompt=values["prompt"],
+            model=values["model"] or options.DEFAULT_MODEL,
+            aspect_ratio=values["aspect_ratio"] or "",
+            resolution=values["resolution"] or "",
+            image_urls=values["image_urls"] or [],
+            group=group,
+            group_kind=group_kind if group else "",
+        )
+        image_request.pending_references = count
+        image_request.full_clean(exclude=["idempotency_key"])
+        built.append(image_request)
+    if idempotency_key:
+        first = built[0]
+        first.idempotency_key = idempotency_key
+        first.request_hash = _request_hash(
+            {
+                "variants": variants,
+                "uploads": [hashlib.sha256(v.content).hexdigest() for v in verified],
+                "references": [(type(r).__name__, r.pk) for r in references],
+            }
+        )
+
     with transaction.atomic():
         # Lock the user's row so two submissions can't both take the last request,
         # nor both use one idempotency key.
         get_user_model().objects.select_for_update().filter(pk=user.pk).first()
         if idempotency_key and (
-            first := ImageRequest.objects.for_user(user)
-            .filter(idempotency_key=idempotency_key)
-            .first()
+            first := ImageRequest.objects.filter(
+                user=user, idempotency_key=idempotency_key
+            ).first()
         ):
-            if first.request_hash != image_request.request_hash:
+            if first.request_hash != built[0].request_hash:
                 raise IdempotencyConflict
-            return first
+            return _with_group(first)
         usage = quota_usage(user=user)
-        if usage.used >= usage.limit:
+        if usage.used + len(built) > usage.limit:
             raise QuotaExceeded(usage.limit, usage.resets_at)
-        image_request.save()
-        schedule(FollowUp(Step.SUBMIT, (image_request.pk,)))
-    return image_request
+        sources = [*(_store_upload(user, v) for v in verified), *references]
+        for image_request in built:
+            image_request.save()
+            Reference.objects.bulk_create(
+                Reference(
+                    image_request=image_request,
+                    position=position,
+                    upload=source if isinstance(source, Upload) else None,
+                    image=source if isinstance(source, GeneratedImage) else None,
+                )
+                for position, source in enumerate(sources)
+            )
+            schedule(FollowUp(Step.SUBMIT, (image_request.pk,)))
+    return built
+
+
+def _with_group(image_request: ImageRequest) -> list[ImageRequest]:
+    if image_request.group is None:
+        return [image_request]
+    return list(ImageRequest.objects.filter(group=image_request.group).order_by("pk"))
+
+
+def _owner_id(source: Upload | GeneratedImage) -> int:
+    if isinstance(source, Upload):
+        return source.user_id
+    return source.image_request.user_id
+
+
+def _verify_upload(upload: UploadedFile) -> VerifiedUpload:
+    name = (upload.name or "picture")[:255]
+    if upload.size is not None and upload.size > options.MAX_IMAGE_BYTES:
+        size = images.size_text(options.MAX_IMAGE_BYTES)
+        raise ValidationError({"uploads": f"“{name}” is larger than {size}."})
+    content = upload.read(options.MAX_IMAGE_BYTES + 1)
+    try:
+        verified = images.verify_image(content, max_bytes=options.MAX_IMAGE_BYTES)
+    except images.ImageInvalid as exc:
+        raise ValidationError({"uploads": f"“{name}” can't be used: {exc}"}) from None
+    return VerifiedUpload(name=name, image=verified)
+
+
+def _store_upload(user, verified: VerifiedUpload) -> Upload:
+    image = verified.image
+    upload = Upload(
+        user=user,
+        original_name=verified.name,
+        content_type=image.content_type,
+        width=image.width,
+        height=image.height,
+        size_bytes=len(image.content),
+    )
+    upload.file.save(
+        f"{uuid.uuid4().hex}{image.extension}", ContentFile(image.content), save=False
+    )
+    upload.save()
+    return upload
+
+
+def _copy(image_request: ImageRequest) -> tuple[dict, list[Upload | GeneratedImage]]:
+    """What it was asked with: its values, and the images it was made from."""
+    data = {name: getattr(image_request, name) for name in FIELDS}
+    data["num_images"] = image_request.num_images
+    references = []
+    for reference in image_request.references.select_related("upload", "image"):
+        if reference.source is None:
+            raise ValidationError(
+                "A picture it was made from was deleted, so it can't be sent again."
+            )
+        references.append(reference.source)
+    return data, references
 
 
 def image_request_resubmit(*, image_request: ImageRequest) -> ImageRequest:
@@ -148,11 +287,79 @@ def image_request_resubmit(*, image_request: ImageRequest) -> ImageRequest:
             f"This request is {image_request.get_status_display().lower()}: "
             "only a failed request, or one whose outcome is unknown, can be resubmitted."
         )
-    data = {name: getattr(image_request, name) for name in FIELDS}
-    data["num_images"] = image_request.num_images
+    return image_request_run_again(image_request=image_request)
+
+
+def image_request_run_again(*, image_request: ImageRequest) -> ImageRequest:
+    """A new request with the same parameters and images, whatever became of it."""
+    data, references = _copy(image_request)
     return image_request_create(
-        user=image_request.user, data=data, source=image_request.source
+        user=image_request.user,
+        data=data,
+        source=image_request.source,
+        references=references,
     )
+
+
+def image_request_variations(
+    *, user, data: dict, count: int, **kwargs
+) -> list[ImageRequest]:
+    """`count` requests of one prompt, as one group (the upstream makes one image
+    a task)."""
+    if not 1 <= count <= settings.BANANAWEB_MAX_VARIATIONS:
+        raise ValidationError(
+            {"count": f"Ask for 1 to {settings.BANANAWEB_MAX_VARIATIONS} images."}
+        )
+    kind = ImageRequest.GroupKind.VARIATIONS
+    return image_requests_create(
+        user=user, variants=[data] * count, group_kind=kind, **kwargs
+    )
+
+
+def image_request_every_model(*, user, data: dict, **kwargs) -> list[ImageRequest]:
+    """The prompt on each model, as one group to compare; an aspect ratio or a
+    resolution a model doesn't offer is left to its default."""
+    variants = [options.fit_to_model(data, model) for model in options.MODELS]
+    kind = ImageRequest.GroupKind.MODELS
+    return image_requests_create(
+        user=user, variants=variants, group_kind=kind, **kwargs
+    )
+
+
+def image_request_star(*, image_request: ImageRequest, starred: bool) -> None:
+    ImageRequest.objects.filter(pk=image_request.pk).update(starred=starred)
+    image_request.starred = starred
+
+
+def image_requests_delete(*, user, ids: Iterable[int]) -> int:
+    """Delete the user's finished requests among `ids`: their images' files go, and
+    they are hidden from the user; each row stays for the staff's accounting.
+    Requests still in flight are left alone. The number deleted."""
+    finished = (
+        ImageRequest.objects.for_user(user)
+        .filter(pk__in=list(ids))
+        .exclude(status__in=ImageRequest.IN_FLIGHT)
+    )
+    deleted = 0
+    for image_request in finished.prefetch_related("images", "references__upload"):
+        with transaction.atomic():
+            for image in image_request.images.all():
+                image.file.delete(save=False)
+                image.thumbnail.delete(save=False)
+                image.delete()
+            uploads = [r.upload for r in image_request.references.all() if r.upload]
+            ImageRequest.objects.filter(pk=image_request.pk).update(
+                deleted_at=timezone.now(), starred=False
+            )
+            for upload in uploads:
+                # An upload another live request was made from stays.
+                if not upload.uses.filter(
+                    image_request__deleted_at__isnull=True
+                ).exists():
+                    upload.file.delete(save=False)
+                    upload.delete()
+        deleted += 1
+    return deleted
 
 
 # --- Upstream tokens --------------------------------------------------------------

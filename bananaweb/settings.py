@@ -199,7 +199,8 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 # No inline scripts or styles anywhere.
 SECURE_CSP = {
     "default-src": ["'self'"],
-    "img-src": ["'self'", "data:"],
+    # blob: for the previews of pictures about to be sent (static/js/composer.js).
+    "img-src": ["'self'", "data:", "blob:"],
     "script-src": ["'self'"],
     "style-src": ["'self'"],
     "object-src": ["'none'"],
@@ -242,7 +243,12 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "loggers": {"bananaweb": {"handlers": ["console"], "level": "INFO"}},
+    "loggers": {
+        "bananaweb": {"handlers": ["console"], "level": "INFO"},
+        # A 500's traceback goes to the console too (Django mails it only when
+        # ADMINS are set, and never with DEBUG off otherwise).
+        "django.request": {"handlers": ["console"], "level": "ERROR"},
+    },
 }
 
 # --- The upstream -------------------------------------------------------------
@@ -262,6 +268,13 @@ MOUNTSEA_API_TOKEN = os.environ.get("MOUNTSEA_API_TOKEN", "")
 MOUNTSEA_CONNECT_TIMEOUT = env_float("MOUNTSEA_CONNECT_TIMEOUT", 5)
 MOUNTSEA_READ_TIMEOUT = env_float("MOUNTSEA_READ_TIMEOUT", 30)
 
+# Where the upstream can reach bananaweb, for the signed links to uploads and
+# stored results it fetches as references (runstack sets it for the simulator).
+BANANAWEB_PUBLIC_URL = os.environ.get("BANANAWEB_PUBLIC_URL", "").rstrip("/")
+BANANAWEB_PUBLIC_LINK_MAX_AGE = env_int("BANANAWEB_PUBLIC_LINK_MAX_AGE", 3600)
+# Images one click may ask for: variations of one prompt.
+BANANAWEB_MAX_VARIATIONS = env_int("BANANAWEB_MAX_VARIATIONS", 4)
+
 # --- The pipeline -------------------------------------------------------------
 BANANAWEB_MAX_IMAGE_URLS = env_int("BANANAWEB_MAX_IMAGE_URLS", 8)
 BANANAWEB_POLL_FIRST_DELAY = env_float("BANANAWEB_POLL_FIRST_DELAY", 3)
@@ -270,6 +283,7 @@ BANANAWEB_POLL_DEADLINE = env_float("BANANAWEB_POLL_DEADLINE", 15 * 60)
 BANANAWEB_FETCH_TIMEOUT = env_float("BANANAWEB_FETCH_TIMEOUT", 20)
 BANANAWEB_THUMBNAIL_SIZE = 384
 BANANAWEB_HISTORY_PAGE_SIZE = 20
+BANANAWEB_GALLERY_PAGE_SIZE = 48
 BANANAWEB_DEFAULT_DAILY_QUOTA = env_int("BANANAWEB_DEFAULT_DAILY_QUOTA", 50)
 # Gateway API requests per user per minute, all their tokens together (counted in
 # the shared cache, so across every process).

@@ -59,13 +59,14 @@ def token_select(*, user, exclude: set[int] = frozenset()) -> UpstreamToken:
     return token
 
 
-def token_free_at(*, user) -> datetime | None:
-    """When the first healthy token open to the user ends its cool-down, if every
-    such token is only cooling down after a rate limit; None otherwise."""
+def token_free_at(*, user, since: datetime) -> datetime | None:
+    """When the first healthy token open to the user ends the cool-down it was in
+    at `since` (when none could be chosen): a moment that may have passed already.
+    None when no token was only cooling down."""
     return (
         UpstreamToken.objects.healthy()
         .open_to(user)
-        .filter(cooldown_until__gt=timezone.now())
+        .filter(cooldown_until__gt=since)
         .aggregate(first=Min("cooldown_until"))["first"]
     )
 

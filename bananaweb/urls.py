@@ -14,10 +14,29 @@ urlpatterns = [
         "requests/<int:pk>/resubmit/", views.request_resubmit, name="request-resubmit"
     ),
     path(
+        "requests/<int:pk>/run-again/",
+        views.request_run_again,
+        name="request-run-again",
+    ),
+    path(
         "requests/<int:pk>/images/<int:image_pk>/<str:variant>/",
         views.image_file,
         name="image-file",
     ),
+    path("requests/<int:pk>/star/", views.request_star, name="request-star"),
+    path(
+        "requests/<int:pk>/download/", views.request_download, name="request-download"
+    ),
+    path(
+        "requests/groups/<uuid:group>/download/",
+        views.group_download,
+        name="group-download",
+    ),
+    path("requests/download/", views.selection_download, name="selection-download"),
+    path("requests/compare/", views.compare, name="compare"),
+    path("requests/delete/", views.requests_delete, name="requests-delete"),
+    path("uploads/<int:pk>/", views.upload_file, name="upload-file"),
+    path("files/<str:token>/", views.public_file, name="public-file"),
     path("", include("bananaweb.gateway.urls")),
     path("admin/usage/", dashboard.usage_dashboard, name="usage-dashboard"),
     path("admin/usage/export.csv", dashboard.usage_export, name="usage-export"),

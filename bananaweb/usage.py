@@ -76,7 +76,10 @@ def parse_range(params: Mapping[str, str], *, today: date) -> DateRange:
     end_raw = params.get("end", "").strip()
     days = DEFAULT_DAYS
     if days_raw:
-        days = int(days_raw) if days_raw.isdigit() else 0
+        # ASCII digits only ("²".isdigit(), and int() reads "١٤" and "１４"), and few
+        # of them (int() refuses more than 4300).
+        strict = days_raw.isascii() and days_raw.isdigit() and len(days_raw) <= 3
+        days = int(days_raw) if strict else 0
         if days not in DAY_CHOICES:
             return _fallback(
                 today, f"“{days_raw}” is not a range we offer (7, 14, 30 or 90 days)"

@@ -1,19 +1,39 @@
 """The pages: one main page with the forms and the history, a detail page, and their fragments."""
 
+import uuid
+
 from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
+from django.urls import reverse
+from django.utils.http import content_disposition_header
+from django.utils.text import slugify
 from django.views.decorators.cache import cache_control
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
-from django_htmx.http import HTMX_STOP_POLLING, reswap, retarget
+from django_htmx.http import HTMX_STOP_POLLING, push_url, reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
-from bananaweb import options, services
-from bananaweb.forms import ImageRequestForm
-from bananaweb.models import GeneratedImage, ImageRequest
+from bananaweb import downloads, history, options, public_links, services
+from bananaweb.forms import (
+    NOT_YOURS,
+    ImageRequestForm,
+    parse_reference,
+    reference_token,
+    uploads_refused,
+)
+from bananaweb.models import GeneratedImage, ImageRequest, Upload
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -21,10 +41,16 @@ class HtmxHttpRequest(HttpRequest):
 
 
 def _forms(request: HtmxHttpRequest, bound: ImageRequestForm | None = None) -> dict:
-    forms = {
-        action: ImageRequestForm(action=action, initial=_prefill(request, action))
-        for action in options.Action.values
-    }
+    prefill = _prefill(request)
+    forms = {}
+    for action in options.Action.values:
+        initial = prefill if prefill.get("action") == action else {}
+        references = initial.pop("references", [])
+        form = ImageRequestForm(action=action, initial=initial)
+        # Only the user's own images; anything else is left out.
+        form.chosen_references, _ = _own_references(request, references)
+        form.prefilled = bool(initial)
+        forms[action] = form
     if bound is not None:
         forms[bound.kind] = bound
     return {
@@ -33,39 +59,100 @@ def _forms(request: HtmxHttpRequest, bound: ImageRequestForm | None = None) -> d
     }
 
 
-def _prefill(request: HtmxHttpRequest, action: str) -> dict:
-    """Initial values from the query string, e.g. "Edit this image" links."""
-    if request.GET.get("action") != action:
-        return {}
+PREFILLED = ("prompt", "model", "aspect_ratio", "resolution")
+
+
+def _prefill(request: HtmxHttpRequest) -> dict:
+    """Initial values for one of the forms (its "action") from the query string:
+    "Edit this image" and "Use as reference" links (?action=edit&references=12),
+    or "Use as template" (?template=<the id of one of the user's requests>)."""
+    if "template" in request.GET:
+        pk = request.GET["template"]
+        template = (
+            ImageRequest.objects.for_user(request.user).filter(pk=pk).first()
+            if pk.isascii() and pk.isdigit() and len(pk) <= 12
+            else None
+        )
+        if template is None:
+            return {}
+        references = template.references.select_related("upload", "image")
+        return {
+            "action": template.action,
+            **{name: getattr(template, name) for name in PREFILLED},
+            "image_urls": template.image_urls,
+            "references": [reference_token(r.source) for r in references if r.source],
+        }
+    if not any(name in request.GET for name in ("prompt", "image_urls", "references")):
+        return {}  # nothing to start from: "action" and "model" alone filter the history
     initial = {
         name: request.GET[name]
-        for name in ("prompt", "model", "aspect_ratio", "resolution")
+        for name in ("action", *PREFILLED, "image_urls", "references")
         if name in request.GET
     }
-    if urls := request.GET.getlist("image_urls"):
-        initial["image_urls"] = urls
+    for name in ("image_urls", "references"):
+        if name in initial:
+            initial[name] = request.GET.getlist(name)
     return initial
 
 
+def _own_references(
+    request: HtmxHttpRequest, tokens: list[str]
+) -> tuple[list[tuple[str, Upload | GeneratedImage]], bool]:
+    """The user's own images that references tokens name, in their order (each
+    once), and whether every token named one."""
+    wanted = [(token, parse_reference(token)) for token in dict.fromkeys(tokens)]
+    ids = {model: [] for model in (Upload, GeneratedImage)}
+    for _, parsed in wanted:
+        if parsed:
+            ids[parsed[0]].append(parsed[1])
+    found = {
+        Upload: Upload.objects.filter(user=request.user).in_bulk(ids[Upload]),
+        GeneratedImage: GeneratedImage.objects.for_user(request.user).in_bulk(
+            ids[GeneratedImage]
+        ),
+    }
+    chosen = [
+        (reference_token(source), source)
+        for _, parsed in wanted
+        if parsed and (source := found[parsed[0]].get(parsed[1]))
+    ]
+    return chosen, len(chosen) == len(wanted)
+
+
 def _history(request: HtmxHttpRequest) -> dict:
-    requests_ = ImageRequest.objects.for_user(request.user).newest_first().with_images()
-    # ASCII digits only, as every number in a query string; anything else is page 1.
-    page_raw = request.GET.get("page", "")
-    strict = page_raw.isascii() and page_raw.isdigit() and len(page_raw) <= 9
-    page = Paginator(requests_, settings.BANANAWEB_HISTORY_PAGE_SIZE).get_page(
-        int(page_raw) if strict else 1
+    """The history as the query string narrows it (search, filters, view, page)."""
+    filters = history.history_filters(request.GET)
+    return {
+        "filters": filters,
+        "filter_choices": history.FILTER_CHOICES,
+        "history": history.history_page(user=request.user, filters=filters),
+        "quota": services.quota_usage(user=request.user),
+    }
+
+
+def _history_fragment(request: HtmxHttpRequest) -> bool:
+    """Whether htmx asks for the history alone: the search form and the pager do;
+    restoring the page for the back button needs all of it."""
+    return bool(
+        request.htmx
+        and not request.htmx.history_restore_request
+        and (request.htmx.target == "history" or "page" in request.GET)
     )
-    return {"page": page, "quota": services.quota_usage(user=request.user)}
 
 
 # --- The main page ------------------------------------------------------------------
 
 
 @require_GET
-@vary_on_headers("HX-Request")
+@vary_on_headers("HX-Request", "HX-Target", "HX-History-Restore-Request")
 def index(request: HtmxHttpRequest) -> HttpResponse:
-    if request.htmx and "page" in request.GET:
-        return render(request, "requests/index.html#history", _history(request))
+    if _history_fragment(request):
+        context = _history(request)
+        response = render(request, "requests/index.html#history", context)
+        # The address bar shows what was understood (bad values left out), and a
+        # search that changed nothing adds no step to the back button.
+        url = reverse("index") + context["filters"].querystring()
+        return push_url(response, url != request.htmx.current_url_abs_path and url)
     return render(request, "requests/index.html", _forms(request) | _history(request))
 
 
@@ -74,16 +161,30 @@ def request_create(request: HtmxHttpRequest) -> HttpResponse:
     action = request.POST.get("action")
     form = ImageRequestForm(
         request.POST,
+        request.FILES,
         action=action if action in options.Action.values else options.Action.GENERATE,
     )
     quota_error = ""
+    chosen, all_own = _own_references(request, request.POST.getlist("references"))
+    form.chosen_references = chosen
+    if form.is_valid() and not all_own:
+        form.add_error("references", NOT_YOURS)
     if form.is_valid():
+        data = form.cleaned_data
+        same = {
+            "user": request.user,
+            "data": data,
+            "idempotency_key": data["idempotency_key"],
+            "uploads": data["uploads"],
+            "references": [source for _, source in chosen],
+        }
         try:
-            image_request = services.image_request_create(
-                user=request.user,
-                data=form.cleaned_data,
-                idempotency_key=form.cleaned_data["idempotency_key"],
-            )
+            if form.kind == options.Action.GENERATE and "every_model" in request.POST:
+                created = services.image_request_every_model(**same)
+            elif data.get("count", 1) > 1:
+                created = services.image_request_variations(count=data["count"], **same)
+            else:
+                created = [services.image_request_create(**same)]
         except services.QuotaExceeded as exc:
             quota_error = str(exc)
         except services.IdempotencyConflict as exc:
@@ -106,7 +207,12 @@ def request_create(request: HtmxHttpRequest) -> HttpResponse:
                 request,
                 "requests/index.html#created",
                 {
-                    "image_request": image_request,
+                    # Newest first, as the history lists them.
+                    "created_requests": sorted(created, key=lambda r: -r.pk),
+                    # Several made together: one card, as the history shows them.
+                    "created_group": history.group_entry(created)
+                    if len(created) > 1
+                    else None,
                     "form": fresh,
                     "quota": services.quota_usage(user=request.user),
                 },
@@ -164,11 +270,48 @@ def request_card(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return response
 
 
+def _detail(
+    request: HtmxHttpRequest, image_request: ImageRequest, status: int = 200, **extra
+) -> HttpResponse:
+    """The detail page, with its lineage: the images it was made from, and the
+    requests made from its images."""
+    made_from = image_request.references.select_related(
+        "upload", "image__image_request"
+    )
+    made_from_this = (
+        ImageRequest.objects.for_user(request.user)
+        .filter(references__image__image_request=image_request)
+        .distinct()
+        .order_by("pk")
+    )
+    context = {
+        "image_request": image_request,
+        "made_from": made_from,
+        "made_from_this": made_from_this,
+        **extra,
+    }
+    return render(request, "requests/detail.html", context, status=status)
+
+
 @require_GET
 def request_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    return render(
-        request, "requests/detail.html", {"image_request": _own_request(request, pk)}
-    )
+    return _detail(request, _own_request(request, pk))
+
+
+@require_POST
+def request_run_again(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """The same parameters and images, as a new request, whatever became of this one."""
+    image_request = _own_request(request, pk)
+    if image_request.references.exists() and (refused := uploads_refused()):
+        return _detail(request, image_request, status=409, run_again_error=refused)
+    try:
+        new_request = services.image_request_run_again(image_request=image_request)
+    except services.QuotaExceeded as exc:
+        return _detail(request, image_request, status=429, run_again_error=str(exc))
+    except ValidationError as exc:
+        message = " ".join(exc.messages)
+        return _detail(request, image_request, status=409, run_again_error=message)
+    return redirect("request-detail", pk=new_request.pk)
 
 
 @require_POST
@@ -176,8 +319,7 @@ def request_resubmit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     image_request = _own_request(request, pk)
     if not image_request.can_resubmit:
         message = "Only a failed request, or one whose outcome is unknown, can be resubmitted."
-        context = {"image_request": image_request, "resubmit_error": message}
-        return render(request, "requests/detail.html", context, status=409)
+        return _detail(request, image_request, status=409, resubmit_error=message)
     try:
         new_request = services.image_request_resubmit(image_request=image_request)
     except (services.QuotaExceeded, ValidationError) as exc:
@@ -186,12 +328,7 @@ def request_resubmit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
             if isinstance(exc, services.QuotaExceeded)
             else " ".join(exc.messages)
         )
-        return render(
-            request,
-            "requests/detail.html",
-            {"image_request": image_request, "resubmit_error": message},
-            status=429,
-        )
+        return _detail(request, image_request, status=429, resubmit_error=message)
     return redirect("request-detail", pk=new_request.pk)
 
 
@@ -204,13 +341,166 @@ def image_file(
     if variant not in ("full", "thumbnail"):
         raise Http404
     image = get_object_or_404(
-        GeneratedImage.objects.filter(image_request__user=request.user),
+        GeneratedImage.objects.for_user(request.user),
         pk=image_pk,
         image_request_id=pk,
     )
     file = image.thumbnail if variant == "thumbnail" else image.file
     content_type = "image/webp" if variant == "thumbnail" else image.content_type
     return FileResponse(file.open("rb"), content_type=content_type)
+
+
+@require_GET
+@cache_control(private=True, max_age=31536000, immutable=True)
+def upload_file(request: HtmxHttpRequest, pk: int) -> FileResponse:
+    """A picture the user brought, to them only (shown as a reference)."""
+    upload = get_object_or_404(Upload.objects.filter(user=request.user), pk=pk)
+    return FileResponse(upload.file.open("rb"), content_type=upload.content_type)
+
+
+# --- Finding, comparing and taking images out ---------------------------------------
+
+
+@require_POST
+def request_star(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    image_request = _own_request(request, pk)
+    starred = request.POST.get("starred", "")
+    if starred not in ("0", "1"):
+        return HttpResponseBadRequest("starred is 1 (star it) or 0 (unstar it).")
+    services.image_request_star(image_request=image_request, starred=starred == "1")
+    if not request.htmx:
+        return redirect(f"{reverse('index')}#request-{pk}")
+    # The card again (a card in flight goes on polling).
+    return render(
+        request, "requests/index.html#request-card", {"image_request": image_request}
+    )
+
+
+@require_GET
+def request_download(request: HtmxHttpRequest, pk: int) -> FileResponse:
+    """The original file, named after its prompt and its request."""
+    image = (
+        GeneratedImage.objects.for_user(request.user)
+        .filter(image_request_id=pk)
+        .select_related("image_request")
+        .first()
+    )
+    if image is None:
+        raise Http404("This request has no image to download.")
+    return FileResponse(
+        image.file.open("rb"),
+        as_attachment=True,
+        filename=downloads.download_name(image),
+        content_type=image.content_type,
+    )
+
+
+def _zip_response(image_requests: list[ImageRequest], filename: str) -> HttpResponse:
+    """The requests' images as one ZIP, written while it is sent."""
+    images = [image for r in image_requests for image in r.images.all()]
+    if not images:
+        raise Http404("None of these requests has an image yet.")
+    files = [(downloads.download_name(image), image.file) for image in images]
+    return StreamingHttpResponse(
+        downloads.zip_stream(files),
+        content_type="application/zip",
+        headers={"Content-Disposition": content_disposition_header(True, filename)},
+    )
+
+
+@require_GET
+def group_download(request: HtmxHttpRequest, group: uuid.UUID) -> HttpResponse:
+    """A group's images (variations, every model) as one ZIP."""
+    members = history.group_for(user=request.user, group=group)
+    if not members:
+        raise Http404
+    first = members[0]
+    slug = slugify(first.prompt)[: downloads.SLUG_MAX_LENGTH].strip("-") or "images"
+    return _zip_response(
+        members, f"{slug}-{first.group_kind or 'group'}-{first.pk}.zip"
+    )
+
+
+def _selection(
+    request: HtmxHttpRequest, values: list[str], *, deleted_too: bool = False
+) -> tuple[list[ImageRequest], str]:
+    """The requests ticked in the history (?ids=1&ids=2), or why there are none to
+    act on. Another user's id, or one that doesn't exist, is a 404."""
+    ids = history.selected_ids(values)
+    if ids is None:
+        return [], (
+            f"Choose at most {history.SELECTION_MAX} requests, by their numbers."
+        )
+    if not ids:
+        return [], (
+            "Nothing was selected: tick the “Select” box of each image in your "
+            "history first."
+        )
+    selected = history.selection_for(
+        user=request.user, ids=ids, deleted_too=deleted_too
+    )
+    if selected is None:
+        raise Http404("One of these requests is not one of yours.")
+    return selected, ""
+
+
+def _selection_problem(
+    request: HtmxHttpRequest, title: str, problem: str
+) -> HttpResponse:
+    context = {"title": title, "problem": problem}
+    return render(request, "requests/selection.html", context, status=400)
+
+
+@require_GET
+def selection_download(request: HtmxHttpRequest) -> HttpResponse:
+    """The selected requests' images as one ZIP."""
+    selected, problem = _selection(request, request.GET.getlist("ids"))
+    if problem:
+        return _selection_problem(request, "Nothing to download", problem)
+    return _zip_response(selected, f"bananaweb-{len(selected)}-images.zip")
+
+
+@require_GET
+def compare(request: HtmxHttpRequest) -> HttpResponse:
+    """Two to four results side by side, at full size, with their parameters."""
+    selected, problem = _selection(request, request.GET.getlist("ids"))
+    if not problem and not (
+        history.COMPARE_MIN <= len(selected) <= history.COMPARE_MAX
+    ):
+        problem = (
+            f"Compare takes {history.COMPARE_MIN} to {history.COMPARE_MAX} images; "
+            f"{len(selected)} {'was' if len(selected) == 1 else 'were'} selected."
+        )
+    if problem:
+        return _selection_problem(request, "Nothing to compare", problem)
+    return render(request, "requests/compare.html", {"selected": selected})
+
+
+@require_http_methods(["GET", "POST"])
+def requests_delete(request: HtmxHttpRequest) -> HttpResponse:
+    """GET: what would be deleted, to confirm; POST: delete it."""
+    posted = request.method == "POST"
+    values = request.POST if posted else request.GET
+    # Sent twice (a double click), the second finds them deleted already: no 404.
+    selected, problem = _selection(request, values.getlist("ids"), deleted_too=posted)
+    if problem:
+        return _selection_problem(request, "Nothing to delete", problem)
+    in_flight = [r for r in selected if r.in_flight]
+    if not posted:
+        deletable = [r for r in selected if not r.in_flight]
+        context = {"deletable": deletable, "in_flight": in_flight}
+        return render(request, "requests/delete.html", context)
+    deleted = services.image_requests_delete(
+        user=request.user, ids=[r.pk for r in selected]
+    )
+    message = f"Deleted {deleted} request{pluralize(deleted)}."
+    if left := len(in_flight):
+        message += (
+            f" {left} still being made {pluralize(left, 'was,were')} left: delete "
+            f"{pluralize(left, 'it,them')} once finished."
+        )
+    messages.success(request, message)
+    return redirect("index")
 
 
 # --- Signing in -----------------------------------------------------------------------
@@ -225,3 +515,24 @@ def signin_locked_out(
     return render(
         request, "registration/locked_out.html", {"minutes": minutes}, status=429
     )
+
+
+# --- Signed links for the upstream ----------------------------------------------------
+
+
+@login_not_required
+@require_GET
+@cache_control(private=True, max_age=300)
+def public_file(request: HttpRequest, token: str) -> FileResponse:
+    """The one stored image a signed, unexpired link names (public_links.py), so
+    that the upstream can fetch a reference; nothing else is served this way."""
+    ref = public_links.resolve(token)
+    if ref is None:
+        raise Http404("This link is not valid, or it has expired.")
+    if ref.kind == public_links.UPLOAD:
+        stored = get_object_or_404(Upload, pk=ref.pk)
+    else:
+        stored = get_object_or_404(
+            GeneratedImage, pk=ref.pk, image_request__deleted_at__isnull=True
+        )
+    return FileResponse(stored.file.open("rb"), content_type=stored.content_type)

@@ -31,3 +31,10 @@ def clear_tasks():
     default_task_backend.clear()
     yield default_task_backend
     default_task_backend.clear()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The browser tests last: Playwright's sync API leaves an event loop in the
+    main thread, and Django then refuses database calls as made from async code."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

@@ -1,4 +1,6 @@
 import io
+import struct
+import zlib
 
 import factory
 from django.contrib.auth import get_user_model
@@ -6,7 +8,7 @@ from django.core.files.base import ContentFile
 from PIL import Image
 
 from bananaweb import crypto, options
-from bananaweb.models import GeneratedImage, ImageRequest, UpstreamToken
+from bananaweb.models import GeneratedImage, ImageRequest, Upload, UpstreamToken
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -39,6 +41,16 @@ class UpstreamTokenFactory(factory.django.DjangoModelFactory):
     last4 = factory.LazyAttribute(lambda o: o.secret_value[-4:])
 
 
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    """One chunk of a PNG file, its CRC right: for building odd PNGs by hand."""
+    return (
+        struct.pack(">I", len(data))
+        + kind
+        + data
+        + struct.pack(">I", zlib.crc32(kind + data))
+    )
+
+
 def png_bytes(size: tuple[int, int] = (30, 20)) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, "gold").save(buffer, "PNG")
@@ -46,10 +58,14 @@ def png_bytes(size: tuple[int, int] = (30, 20)) -> bytes:
 
 
 def make_image(
-    image_request: ImageRequest, *, source_url: str = "https://cdn.test/a.png"
+    image_request: ImageRequest,
+    *,
+    source_url: str = "https://cdn.test/a.png",
+    content: bytes | None = None,
 ) -> GeneratedImage:
-    """A stored 30×20 PNG of `png_bytes()`, its thumbnail the same bytes."""
-    content = png_bytes()
+    """A stored 30×20 PNG of `png_bytes()` (or `content`), its thumbnail the same
+    bytes."""
+    content = png_bytes() if content is None else content
     image = GeneratedImage(
         image_request=image_request,
         content_type="image/png",
@@ -62,3 +78,19 @@ def make_image(
     image.thumbnail.save("thumb-0.webp", ContentFile(content), save=False)
     image.save()
     return image
+
+
+def make_upload(user, *, name: str = "cat.png") -> Upload:
+    """A picture the user brought: a stored 30×20 PNG of `png_bytes()`."""
+    content = png_bytes()
+    upload = Upload(
+        user=user,
+        original_name=name,
+        content_type="image/png",
+        width=30,
+        height=20,
+        size_bytes=len(content),
+    )
+    upload.file.save("upload.png", ContentFile(content), save=False)
+    upload.save()
+    return upload

@@ -21,6 +21,7 @@ STATIC_ROOT = tempfile.mkdtemp(prefix="bananaweb-test-static-")
 MOUNTSEA_BASE_URL = "https://upstream.test"
 MOUNTSEA_API_TOKEN = "test-upstream-token"
 MOUNTSEA_SIMULATED = False
+BANANAWEB_PUBLIC_URL = "http://testserver"
 BANANAWEB_POLL_FIRST_DELAY = 0
 # Sign-in throttling off, as django-axes advises for tests: with it on, client.login()
 # fails (it authenticates without a request). tests/test_signin.py turns it on.

@@ -73,13 +73,39 @@ def throwaway_database(env: dict[str, str]) -> Iterator[str]:
             )
 
 
+# What a stack started by a test must not inherit: CI's DATABASE_URL
+# (PostgreSQL, for the rest of the suite), pytest-django's settings module, a
+# real upstream, the development machine's own settings.
+DROPPED = (
+    "DATABASE_URL",
+    "DJANGO_SETTINGS_MODULE",
+    "DEBUG",
+    "SECRET_KEY",
+    "ALLOWED_HOSTS",
+    "CSRF_TRUSTED_ORIGINS",
+    "MEDIA_ROOT",
+    "HOST",
+    "PORT",
+    "SIMULATOR_PORT",
+    "TIME_ZONE",
+    "WEB_CONCURRENCY",
+    "GUNICORN_CMD_ARGS",
+)
+DROPPED_PREFIXES = ("MOUNTSEA_", "BANANAWEB_", "PYTEST_")
+
+
+def clean_environ() -> dict[str, str]:
+    """This process's environment, less anything that would configure bananaweb."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name not in DROPPED and not name.startswith(DROPPED_PREFIXES)
+    }
+
+
 def stack_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """A production-like process's environment: bananaweb.settings, files in tmp."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("MOUNTSEA_", "BANANAWEB_", "DATABASE_URL"))
-    }
+    env = clean_environ()
     env |= {
         "DJANGO_SETTINGS_MODULE": "bananaweb.settings",
         # Development keys and plain HTTP; DEBUG stays off, as in production.

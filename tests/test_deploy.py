@@ -42,6 +42,7 @@ def production_env(tmp_path: Path, **changes: str) -> dict[str, str]:
 def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "manage.py", *args],
+        check=False,
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -93,7 +94,12 @@ def test_production_defaults_are_https_only(tmp_path):
     )
     env = production_env(tmp_path, BANANAWEB_PROXY_SSL_HEADER="X-Forwarded-Proto")
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+        [sys.executable, "-c", code],
+        check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == (

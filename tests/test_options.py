@@ -66,7 +66,7 @@ def test_matrix_covers_the_contract_enums():
 def test_edit_without_image_urls_is_refused():
     errors = option_errors(prompt="Make it blue", action="edit", image_urls=[])
     assert errors == {
-        "image_urls": "Editing needs at least one image URL to start from."
+        "image_urls": "Editing needs at least one image to start from: add a picture or an image URL."
     }
 
 

@@ -200,7 +200,10 @@ def test_requests_wait_while_the_only_token_cools_down(
     [
         ([], "no upstream API token has been added"),
         ([{"is_active": False}], "every upstream API token is disabled"),
-        ([{"suspended_reason": "HTTP 401"}], "every upstream API token is out of rotation"),
+        (
+            [{"suspended_reason": "HTTP 401"}],
+            "every upstream API token is out of rotation",
+        ),
     ],
 )
 def test_no_token_says_which_case_it_is(

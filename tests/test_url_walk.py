@@ -7,6 +7,7 @@ row in FILLS (or, with a reason, in EXEMPT).
 """
 
 import inspect
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from bananaweb.gateway.models import ApiToken
 from bananaweb.models import GeneratedImage, ImageRequest
-from tests.factories import ImageRequestFactory, UserFactory, make_image
+from tests.factories import ImageRequestFactory, UserFactory, make_image, make_upload
 from tests.gateway_helpers import bearer, issue_token
 
 pytestmark = pytest.mark.usefixtures("clear_tasks")
@@ -86,11 +87,25 @@ class World:
     keys: dict[str, str]  # each user's API token, by username
 
 
+def in_a_group(world: World) -> str:
+    """A's request, made one of a group (of variations)."""
+    group = uuid.uuid4()
+    ImageRequest.objects.filter(pk=world.image_request.pk).update(
+        group=group, group_kind=ImageRequest.GroupKind.VARIATIONS
+    )
+    return str(group)
+
+
 # URL name -> the arguments naming A's things (one visit per dict).
 FILLS: dict[str, Callable[[World], list[dict]]] = {
     "request-detail": lambda w: [{"pk": w.image_request.pk}],
     "request-card": lambda w: [{"pk": w.image_request.pk}],
     "request-resubmit": lambda w: [{"pk": w.image_request.pk}],
+    "request-run-again": lambda w: [{"pk": w.image_request.pk}],
+    "upload-file": lambda w: [{"pk": make_upload(w.owner).pk}],
+    "request-star": lambda w: [{"pk": w.image_request.pk}],
+    "request-download": lambda w: [{"pk": w.image_request.pk}],
+    "group-download": lambda w: [{"group": in_a_group(w)}],
     "image-file": lambda w: [
         {"pk": w.image_request.pk, "image_pk": w.image.pk, "variant": variant}
         for variant in ("full", "thumbnail")
@@ -110,7 +125,16 @@ EXEMPT = {
 }
 
 
+# Ours, and open to anyone by design; each has tests of its own.
+PUBLIC = {
+    "public-file": "a signed, expiring link to one stored image, for the upstream "
+    "to fetch (tests/test_references.py: works, expired, tampered, other file)",
+}
+
+
 def exempt(route: Route) -> bool:
+    if route.name in PUBLIC:
+        return True
     return not route.ours and route.pattern.startswith(tuple(EXEMPT))
 
 

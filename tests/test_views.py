@@ -68,7 +68,8 @@ def test_history_is_paginated(client_logged_in, user, settings):
     assert f'id="request-{requests_[2].pk}"' in html
     assert f'id="request-{requests_[4].pk}"' not in html
     assert "Page 2 of 3" in html
-    assert "<form" not in html  # only the history fragment
+    # Only the history fragment: no request form, no search form.
+    assert 'id="generate-form"' not in html and 'id="history-filters"' not in html
 
 
 def test_create_with_htmx_returns_fresh_form_and_new_card(
@@ -133,7 +134,7 @@ def test_edit_without_urls_is_an_inline_error(client_logged_in):
         reverse("request-create"), {"action": "edit", "prompt": "Bluer"}, headers=HTMX
     )
     assert response.status_code == 422
-    assert "Editing needs at least one image URL" in response.content.decode()
+    assert "Editing needs at least one image to start from" in response.content.decode()
     assert response["HX-Retarget"] == "#edit-form"
 
 
@@ -247,7 +248,9 @@ def test_completed_card_shows_thumbnail_and_edit_link(client_logged_in, user):
         reverse("request-card", args=[image_request.pk])
     ).content.decode()
     assert reverse("image-file", args=[image_request.pk, image.pk, "thumbnail"]) in html
-    assert "image_urls=https%3A//cdn.test/a.png" in html
+    # "Edit this image" starts from bananaweb's stored copy, not the upstream's URL.
+    assert f"?action=edit&amp;references={image.pk}#edit-form" in html
+    assert "cdn.test" not in html
 
 
 def test_detail_shows_parameters_task_id_and_full_image(client_logged_in, user):

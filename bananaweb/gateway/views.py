@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
+from bananaweb import options
 from bananaweb import services as bananaweb_services
 from bananaweb.gateway import openapi, results, services
 from bananaweb.gateway.auth import ApiError, ApiRequest, api_view
@@ -35,7 +36,9 @@ def _image_url(request: HttpRequest, image: GeneratedImage) -> str:
 
 
 def _type_errors(data: dict) -> dict[str, str]:
-    """Known fields of the wrong JSON type, or holding NUL characters (PostgreSQL refuses them).
+    """Known fields of the wrong JSON type, or holding NUL characters (PostgreSQL
+    refuses them) or lone surrogates (JSON's "\\ud800": no database, page or
+    upstream can take them).
 
     Only the JSON types: the rules themselves are options.option_errors', applied by the service.
     """
@@ -44,13 +47,20 @@ def _type_errors(data: dict) -> dict[str, str]:
         value = data.get(name)
         if value is None:
             continue  # like the upstream, null is "not set"
+        texts = [
+            text
+            for text in (value if isinstance(value, list) else [value])
+            if isinstance(text, str)
+        ]
         if not isinstance(value, JSON_TYPES[schema["type"]]) or isinstance(value, bool):
             errors[name] = f"{name} must be a JSON {schema['type']}."
-        elif any(
-            isinstance(text, str) and "\x00" in text
-            for text in (value if isinstance(value, list) else [value])
-        ):
+        elif any("\x00" in text for text in texts):
             errors[name] = f"{name} must not contain NUL characters."
+        elif not all(options.is_unicode(text) for text in texts):
+            errors[name] = (
+                f"{name} is not valid Unicode: it holds a lone surrogate "
+                "(half of a UTF-16 pair)."
+            )
     return errors
 
 
@@ -74,11 +84,13 @@ def _json_body(request: HttpRequest) -> dict:
 @api_view("POST")
 def generate(request: ApiRequest) -> JsonResponse:
     data = _json_body(request)
+    idempotency_key = request.headers.get("Idempotency-Key", "").strip()
+    if "\x00" in idempotency_key:  # PostgreSQL refuses NUL (gunicorn passes none)
+        message = "The Idempotency-Key header must not contain NUL characters."
+        raise ApiError(400, message, {"Idempotency-Key": message})
     try:
         gateway_task = services.gateway_task_create(
-            api_token=request.api_token,
-            data=data,
-            idempotency_key=request.headers.get("Idempotency-Key", "").strip(),
+            api_token=request.api_token, data=data, idempotency_key=idempotency_key
         )
     except ValidationError as exc:
         errors = {
@@ -111,7 +123,11 @@ def task_result(request: ApiRequest) -> JsonResponse:
     gateway_task = (
         GatewayTask.objects.select_related("image_request")
         .prefetch_related("image_request__images")
-        .filter(image_request__user=request.user, task_id=task_id)
+        .filter(
+            image_request__user=request.user,
+            image_request__deleted_at__isnull=True,
+            task_id=task_id,
+        )
         .first()
     )
     if gateway_task is None:
@@ -131,9 +147,9 @@ def api_image(request: ApiRequest, image_id: str) -> FileResponse:
     # The path takes any string, so that no id is answered with an HTML 404.
     if not image_id.isascii() or not image_id.isdigit() or int(image_id) > MAX_DB_ID:
         raise ApiError(404, "No such image.")
-    image = GeneratedImage.objects.filter(
-        image_request__user=request.user, pk=int(image_id)
-    ).first()
+    image = (
+        GeneratedImage.objects.for_user(request.user).filter(pk=int(image_id)).first()
+    )
     if image is None:
         raise ApiError(404, "No such image among yours.")
     return FileResponse(image.file.open("rb"), content_type=image.content_type)

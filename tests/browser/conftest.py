@@ -35,6 +35,7 @@ from tests.browser.helpers import (
     sign_in,
     write_axe_log,
 )
+from tests.stack_helpers import clean_environ
 
 # One user per test, so every test starts from an empty history.
 USER_NAMES = [
@@ -59,6 +60,13 @@ USER_NAMES = [
     "walter",
     "yasmin",
     "zoe",
+    # The composer's journeys (tests/browser/test_composer.py).
+    "amara",
+    "bruno",
+    "chidi",
+    "dagny",
+    "emeka",
+    "fumiko",
 ]
 
 
@@ -146,30 +154,13 @@ class Stack:
 
 
 def _stack_env(var_dir: Path) -> dict:
-    # Nothing from outside: not CI's DATABASE_URL (PostgreSQL, for the rest of the
-    # suite), not pytest-django's settings module, not a real upstream.
-    dropped = (
-        "DATABASE_URL",
-        "DJANGO_SETTINGS_MODULE",
-        "DEBUG",
-        "SECRET_KEY",
-        "ALLOWED_HOSTS",
-        "MEDIA_ROOT",
-        "HOST",
-        "PORT",
-        "SIMULATOR_PORT",
-        "TIME_ZONE",
-        "WEB_CONCURRENCY",
-    )
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in dropped
-        and not name.startswith(("MOUNTSEA_", "BANANAWEB_", "PYTEST_"))
-    }
+    env = clean_environ()  # nothing from outside
     env.update(
         DJANGO_SETTINGS_MODULE="bananaweb.settings",
         BANANAWEB_VAR_DIR=str(var_dir),
+        # Development keys and plain HTTP (settings fail closed without them); DEBUG
+        # stays off, as in production.
+        BANANAWEB_DEV="1",
         DEBUG="0",
         SECRET_KEY="browser-tests-" + secrets.token_hex(16),
         BANANAWEB_ADMIN_USER="admin",

@@ -124,7 +124,7 @@ def test_invalid_input_is_shown_inline_and_keeps_what_was_typed(signed_in: Page)
 
     urls = edit.get_by_label("Image URLs")
     expect(edit.locator(".field__error")).to_have_text(
-        "Editing needs at least one image URL to start from."
+        "Editing needs at least one image to start from: add a picture or an image URL."
     )
     expect(urls).to_have_attribute("aria-invalid", "true")
     expect(urls).to_be_focused()
@@ -152,17 +152,18 @@ def test_edit_this_image_prefills_the_edit_form(signed_in: Page, stack):
     generate(page, "A yellow banana on a blue plate [sim:fast]")
     expect_completed(cards(page).first)
 
+    first = cards(page).first.get_attribute("id").removeprefix("request-")
     cards(page).first.get_by_role("link", name=re.compile("^Edit this image")).click()
-    urls = page.locator("#edit-image_urls")
-    expect(urls).to_be_visible()
-    expect(urls).to_have_value(
-        re.compile(re.escape(stack.simulator_url) + r"/images/\S+\.png$")
-    )
+    edit = page.locator("#edit-form")
+    # Our stored copy, never the upstream's URL.
+    expect(edit.locator(".preview")).to_have_count(1)
+    expect(edit.locator(".preview")).to_contain_text(f"Image of request #{first}")
+    expect(page.locator("#edit-image_urls")).to_have_value("")
     expect(page.locator("#edit-prompt")).to_be_focused()
-    source = urls.input_value()
+    check_accessibility(page, "edit form with a reference")
 
     page.keyboard.type("Make the plate red [sim:fast]")
-    page.locator("#edit-form").get_by_role("button", name="Edit").click()
+    edit.get_by_role("button", name="Edit").click()
     card = cards(page).first
     expect(card.locator(".card__meta")).to_contain_text("Edit · Nano Banana Fast")
     expect_completed(card)
@@ -172,7 +173,9 @@ def test_edit_this_image_prefills_the_edit_form(signed_in: Page, stack):
     expect(page.get_by_role("heading", level=1)).to_have_text(
         re.compile(r"Edit request #\d+")
     )
-    expect(page.locator(".facts")).to_contain_text(source)
+    made_from = page.get_by_role("list", name="Made from", exact=True)
+    expect(made_from).to_contain_text(f"Request #{first}")
+    assert stack.simulator_url not in page.content()
     check_accessibility(page, "detail of an edit")
 
 

@@ -184,6 +184,8 @@ class Command(BaseCommand):
             env["MOUNTSEA_SIMULATOR_URL"] = f"http://127.0.0.1:{simulator_port}"
             # The simulator accepts any token starting with "sim-".
             env.setdefault("MOUNTSEA_API_TOKEN", "sim-dev-token")
+            # The simulator fetches references from this machine's web server.
+            env.setdefault("BANANAWEB_PUBLIC_URL", f"http://127.0.0.1:{port}")
         supervisor = Supervisor(env, self.stdout.write)
         signal.signal(signal.SIGTERM, lambda *_: self._stop(supervisor, 0))
         try:
