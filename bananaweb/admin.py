@@ -16,6 +16,7 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from bananaweb import services, tokens
+from bananaweb.admin_lookups import ModelAdmin, SafeLookupsMixin
 from bananaweb.models import (
     GeneratedImage,
     ImageRequest,
@@ -55,7 +56,7 @@ class UpstreamTokenForm(forms.ModelForm):
 
 
 @admin.register(UpstreamToken)
-class UpstreamTokenAdmin(admin.ModelAdmin):
+class UpstreamTokenAdmin(ModelAdmin):
     form = UpstreamTokenForm
     list_display = [
         "name",
@@ -266,7 +267,7 @@ class UpstreamTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(TokenAuditEntry)
-class TokenAuditEntryAdmin(admin.ModelAdmin):
+class TokenAuditEntryAdmin(ModelAdmin):
     list_display = ["at", "token_name", "actor", "event", "field_list", "detail"]
     list_filter = ["event", "token_name"]
     search_fields = ["token_name", "detail"]
@@ -289,7 +290,7 @@ class TokenAuditEntryAdmin(admin.ModelAdmin):
 
 
 @admin.register(ImageRequest)
-class ImageRequestAdmin(admin.ModelAdmin):
+class ImageRequestAdmin(ModelAdmin):
     list_display = [
         "pk",
         "created_at",
@@ -446,5 +447,5 @@ admin.site.unregister(User)
 
 
 @admin.register(User)
-class BananawebUserAdmin(UserAdmin):
+class BananawebUserAdmin(SafeLookupsMixin, UserAdmin):
     inlines = [*UserAdmin.inlines, UserQuotaInline]

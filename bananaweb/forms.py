@@ -21,6 +21,29 @@ class FormRenderer(TemplatesSetting):
     field_template_name = "forms/field.html"
 
 
+def offer_model_options(form: forms.Form, model: str) -> None:
+    """The aspect-ratio and resolution fields offer only what `model` takes; a
+    choice carried over from another model stays only if this one offers it."""
+    spec = options.spec_for(model)
+    for name, offered in (
+        ("aspect_ratio", spec.aspect_ratios),
+        ("resolution", spec.resolutions),
+    ):
+        if form.initial.get(name) not in offered:
+            form.initial[name] = ""
+    default = [("", "Model default")]
+    form.fields["aspect_ratio"].widget.choices = default + [
+        (ratio, ratio) for ratio in spec.aspect_ratios
+    ]
+    resolution = form.fields["resolution"]
+    if spec.resolutions:
+        resolution.widget.choices = default + [(r, r) for r in spec.resolutions]
+    else:
+        resolution.widget.choices = [("", "Fixed")]
+        resolution.widget.attrs["disabled"] = True
+        resolution.help_text = f"{options.Model(model).label} has one resolution."
+
+
 class ImageUrlsField(forms.Field):
     """One URL per line (or separated by spaces) in a textarea; a list in Python."""
 
@@ -58,7 +81,10 @@ class MultipleFileField(forms.FileField):
 # A reference names one of our own images: "12" a result (GeneratedImage 12),
 # "upload-3" a picture the user brought (Upload 3).
 UPLOAD_PREFIX = "upload-"
-NOT_YOURS = "One of the chosen images is not one of yours (or was deleted since)."
+NOT_YOURS = (
+    "One of the chosen images is not one of yours, nor shared with you "
+    "(or was deleted since)."
+)
 
 
 def reference_token(source: Upload | GeneratedImage) -> str:
@@ -69,7 +95,8 @@ def reference_token(source: Upload | GeneratedImage) -> str:
 
 class ReferencesField(forms.Field):
     """Our own images chosen as references, as tokens (repeated hidden inputs).
-    Whether each is the user's is the view's to check."""
+    Whether the user may use each (theirs, or one they can see) is the view's to
+    check."""
 
     widget = forms.MultipleHiddenInput
 
@@ -103,6 +130,14 @@ def uploads_refused() -> str:
     )
 
 
+# Who can see a request, in the words the forms use.
+VISIBILITY_CHOICES = [
+    (ImageRequest.Visibility.PRIVATE, "Only me (private)"),
+    (ImageRequest.Visibility.TEAM, "The team"),
+]
+VISIBILITY_HELP = "Staff can see every image. You can change it later."
+
+
 class ImageRequestForm(forms.ModelForm):
     """Offers only the aspect ratios and resolutions the chosen model accepts."""
 
@@ -115,6 +150,13 @@ class ImageRequestForm(forms.ModelForm):
         min_value=1,
         label="How many",
         widget=forms.NumberInput(attrs={"inputmode": "numeric"}),
+    )
+    # Not sent (a script, an old page): the user's default.
+    visibility = forms.ChoiceField(
+        choices=VISIBILITY_CHOICES,
+        required=False,
+        label="Who can see it",
+        help_text=VISIBILITY_HELP,
     )
     # A new key for every form shown: sending the same form twice (a double click,
     # a reload after POST, a duplicated tab) makes one request.
@@ -162,26 +204,7 @@ class ImageRequestForm(forms.ModelForm):
         self.fields["model"].choices = options.Model.choices
         self.fields["model"].required = False  # the API's default applies
 
-        spec = options.spec_for(self.chosen_model)
-        # A choice carried over from another model stays only if this one offers it.
-        for name, offered in (
-            ("aspect_ratio", spec.aspect_ratios),
-            ("resolution", spec.resolutions),
-        ):
-            if self.initial.get(name) not in offered:
-                self.initial[name] = ""
-        default = [("", "Model default")]
-        self.fields["aspect_ratio"].widget.choices = default + [
-            (ratio, ratio) for ratio in spec.aspect_ratios
-        ]
-        resolution = self.fields["resolution"]
-        if spec.resolutions:
-            resolution.widget.choices = default + [(r, r) for r in spec.resolutions]
-        else:
-            resolution.widget.choices = [("", "Fixed")]
-            resolution.widget.attrs["disabled"] = True
-            model_label = options.Model(self.chosen_model).label
-            resolution.help_text = f"{model_label} has one resolution."
+        offer_model_options(self, self.chosen_model)
 
         image_urls = self.fields["image_urls"]
         if action == options.Action.EDIT:
@@ -236,3 +259,14 @@ class ImageRequestForm(forms.ModelForm):
         ):
             self.add_error("uploads", self.uploads_refused)
         return cleaned
+
+
+class PreferencesForm(forms.Form):
+    """A person's settings."""
+
+    default_visibility = forms.ChoiceField(
+        choices=VISIBILITY_CHOICES,
+        label="Who can see your new images",
+        help_text="The choice the Generate and Edit forms start with, and the one "
+        "every request made through the API takes. Staff can see every image.",
+    )

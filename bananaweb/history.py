@@ -1,5 +1,6 @@
 """The history's reads: the filters a query string asks for, parsed strictly, and
-the requests, cards and pages they select.
+the requests, cards and pages they select, of the user's own ("Mine") or of
+everything shared with the team ("Team", with a filter by person).
 
 Search is full-text on PostgreSQL (ranked, served by the GIN index of migration
 0007) and a plain containment match elsewhere. Every query-string value is
@@ -8,11 +9,12 @@ can't be used is left out, with a note saying so, never an error.
 """
 
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.core.paginator import Page, Paginator
 from django.db import connection
@@ -35,6 +37,14 @@ class View:
     CARDS = "cards"
     GALLERY = "gallery"
     ALL = (CARDS, GALLERY)
+
+
+class Scope:
+    """Whose requests: the user's own, or everyone's shared with the team."""
+
+    MINE = "mine"
+    TEAM = "team"
+    ALL = (MINE, TEAM)
 
 
 # field -> (its name in the query string, what it is in a note, its choices). The
@@ -61,34 +71,46 @@ class HistoryFilters:
     starred: bool = False
     date_from: date | None = None
     date_to: date | None = None
+    person: str = ""  # a username, in the Team view
     view: str = View.CARDS
+    scope: str = Scope.MINE
     page: int = 1
     notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def narrowed(self) -> bool:
-        """Whether anything but the view and the page is asked for."""
-        return replace(self, view=View.CARDS, page=1) != HistoryFilters()
+        """Whether anything but the scope, the view and the page is asked for."""
+        return replace(self, view=View.CARDS, scope=Scope.MINE, page=1) != (
+            HistoryFilters()
+        )
 
     @property
     def has_filters(self) -> bool:
         """Whether anything beyond the search words narrows the history."""
-        return replace(self, q="", view=View.CARDS, page=1) != HistoryFilters()
+        return replace(self, q="", view=View.CARDS, scope=Scope.MINE, page=1) != (
+            HistoryFilters()
+        )
 
     @property
     def gallery(self) -> bool:
         return self.view == View.GALLERY
 
+    @property
+    def team(self) -> bool:
+        return self.scope == Scope.TEAM
+
     def params(self, **changes) -> dict[str, str]:
         """The query string's values, defaults left out (shareable, and tidy)."""
         chosen = replace(self, **changes)
         values = {
+            "scope": "" if chosen.scope == Scope.MINE else chosen.scope,
             "q": chosen.q,
             "status": chosen.status,
             "model": chosen.model,
             "kind": chosen.action,
             "source": chosen.source,
             "starred": "1" if chosen.starred else "",
+            "person": chosen.person,
             "from": chosen.date_from.isoformat() if chosen.date_from else "",
             "to": chosen.date_to.isoformat() if chosen.date_to else "",
             "view": "" if chosen.view == View.CARDS else chosen.view,
@@ -103,8 +125,8 @@ class HistoryFilters:
 
     @property
     def cleared(self) -> str:
-        """The same view with no filters."""
-        return HistoryFilters(view=self.view).querystring()
+        """The same view of the same requests (mine or the team's), with no filters."""
+        return HistoryFilters(view=self.view, scope=self.scope).querystring()
 
 
 def _shown(value: str) -> str:
@@ -153,8 +175,11 @@ def _search_text(value: str, notes: list[str]) -> str:
     return text
 
 
-def history_filters(params: Mapping[str, str]) -> HistoryFilters:
-    """The filters a query string asks for (a QueryDict's last value of each name)."""
+def history_filters(
+    params: Mapping[str, str], *, people: Collection[str] = ()
+) -> HistoryFilters:
+    """The filters a query string asks for (a QueryDict's last value of each name).
+    `people`: the usernames the Team view's person filter may name (team_people)."""
     notes: list[str] = []
     chosen: dict[str, str] = {}
     for field_name, (name, label, choices) in CHOICES.items():
@@ -174,6 +199,22 @@ def history_filters(params: Mapping[str, str]) -> HistoryFilters:
     if view and view not in View.ALL:
         notes.append(f"“{_shown(view)}” is not a view; showing the cards.")
 
+    scope = params.get("scope", "")
+    if scope and scope not in Scope.ALL:
+        notes.append(f"“{_shown(scope)}” is not a choice of images; showing yours.")
+    scope = scope if scope in Scope.ALL else Scope.MINE
+
+    person = params.get("person", "")
+    if person and scope != Scope.TEAM:
+        notes.append("Choosing a person applies to the Team view; it was ignored.")
+        person = ""
+    elif person and person not in people:
+        notes.append(
+            f"“{_shown(person)}” has shared no images with the team; "
+            "the person was ignored."
+        )
+        person = ""
+
     date_from = _day(params.get("from", ""), "the start date", notes)
     date_to = _day(params.get("to", ""), "the end date", notes)
     if date_from and date_to and date_to < date_from:
@@ -187,7 +228,9 @@ def history_filters(params: Mapping[str, str]) -> HistoryFilters:
         starred=starred == "1",
         date_from=date_from,
         date_to=date_to,
+        person=person,
         view=view if view in View.ALL else View.CARDS,
+        scope=scope,
         page=page,
         notes=tuple(notes),
         **chosen,
@@ -212,13 +255,33 @@ def _search_query(text: str) -> SearchQuery:
     return SearchQuery(text, config=SEARCH_CONFIG, search_type="websearch")
 
 
+def team_people() -> list[str]:
+    """The usernames of everyone with a request shared with the team: the Team
+    view's person filter."""
+    User = get_user_model()
+    shared = ImageRequest.objects.team().filter(user=OuterRef("pk"))
+    return list(
+        User.objects.filter(Exists(shared))
+        .order_by(User.USERNAME_FIELD)
+        .values_list(User.USERNAME_FIELD, flat=True)
+    )
+
+
 def _filtered(*, user, filters: HistoryFilters) -> QuerySet[ImageRequest]:
-    """The user's requests the filters select, in no particular order."""
-    requests_ = ImageRequest.objects.for_user(user)
+    """The requests the filters select (the user's own, or the team's), in no
+    particular order."""
+    if filters.team:
+        requests_ = ImageRequest.objects.team()
+        if filters.person:
+            username = get_user_model().USERNAME_FIELD
+            requests_ = requests_.filter(**{f"user__{username}": filters.person})
+    else:
+        requests_ = ImageRequest.objects.for_user(user)
     exact = {name: getattr(filters, name) for name in CHOICES if getattr(filters, name)}
     requests_ = requests_.filter(**exact)
     if filters.starred:
-        requests_ = requests_.filter(starred=True)
+        # The user's own stars, whoever's the request (one star each at most).
+        requests_ = requests_.filter(stars__user=user)
     if filters.date_from:
         requests_ = requests_.filter(created_at__gte=_local_midnight(filters.date_from))
     if filters.date_to:
@@ -247,8 +310,14 @@ def _ordered(
 
 
 def history_for(*, user, filters: HistoryFilters) -> QuerySet[ImageRequest]:
-    """The user's requests the filters select, best match or newest first."""
+    """The requests the filters select, best match or newest first."""
     return _ordered(_filtered(user=user, filters=filters), filters)
+
+
+def _for_cards(requests_: QuerySet[ImageRequest], user) -> QuerySet[ImageRequest]:
+    """What a card shows beyond the request: its images, its author, and whether
+    this user starred it; joined or prefetched, never a query a card."""
+    return requests_.with_images().with_starred(user).select_related("user")
 
 
 # --- Cards and groups -------------------------------------------------------------
@@ -307,7 +376,7 @@ def history_page(*, user, filters: HistoryFilters) -> HistoryPage:
         with_image = GeneratedImage.objects.filter(image_request=OuterRef("pk"))
         requests_ = history_for(user=user, filters=filters).filter(Exists(with_image))
         page = Paginator(
-            requests_.with_images(), settings.BANANAWEB_GALLERY_PAGE_SIZE
+            _for_cards(requests_, user), settings.BANANAWEB_GALLERY_PAGE_SIZE
         ).get_page(filters.page)
         return HistoryPage(filters=filters, page=page, entries=list(page))
 
@@ -320,14 +389,16 @@ def history_page(*, user, filters: HistoryFilters) -> HistoryPage:
         .annotate(first=Min("pk"))
         .values("first")
     )
-    cards = _ordered(
-        matching.filter(Q(group__isnull=True) | Q(pk__in=firsts)), filters
-    ).with_images()
+    cards = _for_cards(
+        _ordered(matching.filter(Q(group__isnull=True) | Q(pk__in=firsts)), filters),
+        user,
+    )
     page = Paginator(cards, settings.BANANAWEB_HISTORY_PAGE_SIZE).get_page(filters.page)
     groups = {r.group for r in page if r.group is not None}
     members: dict = {group: [] for group in groups}
     if groups:
-        for member in matching.filter(group__in=groups).order_by("pk").with_images():
+        in_groups = matching.filter(group__in=groups).order_by("pk")
+        for member in _for_cards(in_groups, user):
             members[member.group].append(member)
     entries = [
         HistoryEntry(r, tuple(members[r.group])) if r.group else HistoryEntry(r)
@@ -353,17 +424,21 @@ def selected_ids(values: Iterable[str]) -> list[int] | None:
 
 
 def selection_for(
-    *, user, ids: list[int], deleted_too: bool = False
+    *, user, ids: list[int], mine_only: bool = False, deleted_too: bool = False
 ) -> list[ImageRequest] | None:
-    """The user's requests with these ids, in that order, with their images; None
-    unless every id is one of theirs (another user's id is never told apart from
+    """The requests with these ids the user may see (compare, download) or, with
+    `mine_only`, their own (delete), in that order, with their images; None
+    unless every id is one of those (one they can't see is never told apart from
     one that doesn't exist). Those they deleted count only with `deleted_too`."""
-    mine = (
-        ImageRequest.objects.filter(user=user)
-        if deleted_too
-        else ImageRequest.objects.for_user(user)
-    )
-    found = mine.filter(pk__in=ids).with_images()
+    if mine_only:
+        allowed = (
+            ImageRequest.objects.filter(user=user)
+            if deleted_too
+            else ImageRequest.objects.for_user(user)
+        )
+    else:
+        allowed = ImageRequest.objects.visible_to(user)
+    found = _for_cards(allowed.filter(pk__in=ids), user)
     by_id = {image_request.pk: image_request for image_request in found}
     if len(by_id) != len(ids):
         return None
@@ -371,9 +446,10 @@ def selection_for(
 
 
 def group_for(*, user, group) -> list[ImageRequest]:
-    """The user's requests made together as `group`, oldest first, with their images."""
+    """The requests made together as `group` that the user may see, oldest first,
+    with their images."""
     return list(
-        ImageRequest.objects.for_user(user)
+        ImageRequest.objects.visible_to(user)
         .filter(group=group)
         .order_by("pk")
         .with_images()

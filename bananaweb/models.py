@@ -8,7 +8,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -22,7 +22,7 @@ def _in_choices(
     return allowed | Q(**{field: ""}) if blank else allowed
 
 
-def _options_fit_model() -> Q:
+def options_fit_model() -> Q:
     """Each model's aspect ratio and resolution are ones it offers (options.MODELS),
     or blank for its default."""
     return reduce(
@@ -231,10 +231,67 @@ class UserQuota(models.Model):
 # --- Image requests ------------------------------------------------------------
 
 
+class Visibility(models.TextChoices):
+    """Who may see a request besides its owner (staff see every one)."""
+
+    PRIVATE = "private", "Private"
+    TEAM = "team", "Team"
+
+
 class ImageRequestQuerySet(models.QuerySet):
     def for_user(self, user) -> "ImageRequestQuerySet":
-        """The user's requests, less those they deleted (kept for the accounting)."""
+        """The user's requests, less those they deleted (kept for the accounting).
+        Every write (delete, change, resubmit) starts here: only the owner's."""
         return self.filter(user=user, deleted_at__isnull=True)
+
+    def visible_to(self, user) -> "ImageRequestQuerySet":
+        """What the user may see, read-only unless it is theirs: their own, every
+        team-visible request, those with an image in a collection they are in, and
+        for staff everything; never a deleted one.
+
+        A clause that joins to many rows (collections) goes in as a `pk__in`
+        subquery, so that no request is listed twice.
+        """
+        live = self.filter(deleted_at__isnull=True)
+        if not user.is_authenticated:
+            return live.none()
+        if user.is_staff:
+            return live
+        return live.filter(
+            Q(user=user)
+            | Q(visibility=Visibility.TEAM)
+            | Q(pk__in=self.model.objects.in_collections_of(user).values("pk"))
+        )
+
+    def in_collections_of(self, user) -> "ImageRequestQuerySet":
+        """Requests with an image its owner put in a collection the user owns or is
+        a member of (by name or by a group): bananaweb.team's collections, named by
+        lookups so that this module imports nothing of it.
+
+        Only its owner's adding counts: a teammate's image someone else added was
+        seen as the team's, and stops being seen this way once made private.
+        """
+        item = "images__collection_items"
+        collection = f"{item}__collection"
+        # One filter() call: every condition is on the same item row.
+        return self.filter(
+            Q(**{f"{item}__added_by": F("user")})
+            & (
+                Q(**{f"{collection}__owner": user})
+                | Q(**{f"{collection}__members__user": user})
+                | Q(**{f"{collection}__members__group__in": user.groups.all()})
+            )
+        )
+
+    def team(self) -> "ImageRequestQuerySet":
+        """Everyone's requests shared with the team: the Team view."""
+        return self.filter(visibility=Visibility.TEAM, deleted_at__isnull=True)
+
+    def with_starred(self, user) -> "ImageRequestQuerySet":
+        """Each request's `starred`: whether this user starred it (stars are each
+        person's own)."""
+        mine = Star.objects.filter(user=user, image_request=OuterRef("pk"))
+        return self.annotate(starred=Exists(mine))
 
     def newest_first(self) -> "ImageRequestQuerySet":
         return self.order_by("-created_at", "-pk")
@@ -303,6 +360,7 @@ class ImageRequest(models.Model):
     Status = RequestStatus
     ErrorCode = ErrorCode
     GroupKind = GroupKind
+    Visibility = Visibility
     IN_FLIGHT = IN_FLIGHT
 
     class Source(models.TextChoices):
@@ -360,7 +418,11 @@ class ImageRequest(models.Model):
     # Made together: variations of one prompt, or one prompt on every model.
     group = models.UUIDField(null=True, blank=True, db_index=True)
     group_kind = models.CharField(max_length=10, choices=GroupKind, blank=True)
-    starred = models.BooleanField(default=False)
+    # Private: its owner (and staff) only; team: every signed-in member, read-only.
+    # New requests take their owner's default (services.default_visibility).
+    visibility = models.CharField(
+        max_length=7, choices=Visibility, default=Visibility.PRIVATE
+    )
     # Deleted by its owner: hidden from them, its files gone, the row kept for the
     # staff's accounting.
     deleted_at = models.DateTimeField(null=True, blank=True)
@@ -411,7 +473,7 @@ class ImageRequest(models.Model):
                 name="image_request_resolution_valid",
             ),
             models.CheckConstraint(
-                condition=_options_fit_model(),
+                condition=options_fit_model(),
                 name="image_request_options_fit_model",
             ),
             models.CheckConstraint(
@@ -421,10 +483,30 @@ class ImageRequest(models.Model):
                 condition=_in_choices("status", RequestStatus),
                 name="image_request_status_valid",
             ),
+            models.CheckConstraint(
+                condition=_in_choices("visibility", Visibility),
+                name="image_request_visibility_valid",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.action} {self.prompt[:40]}"
+
+    @property
+    def starred(self) -> bool:
+        """Whether the person looking starred it: set by `with_starred(user)` (every
+        list does), or else whether its owner did (one query)."""
+        if "_starred" not in self.__dict__:
+            self._starred = self.stars.filter(user_id=self.user_id).exists()
+        return self._starred
+
+    @starred.setter
+    def starred(self, value: bool) -> None:
+        self._starred = bool(value)
+
+    def refresh_from_db(self, *args, **kwargs) -> None:
+        self.__dict__.pop("_starred", None)  # read again, as the fields are
+        super().refresh_from_db(*args, **kwargs)
 
     # How many of our own images it is made from before its Reference rows are
     # saved (they need its id): set by the service that creates it.
@@ -560,6 +642,12 @@ class GeneratedImageQuerySet(models.QuerySet):
             image_request__user=user, image_request__deleted_at__isnull=True
         )
 
+    def visible_to(self, user) -> "GeneratedImageQuerySet":
+        """The images of the requests the user may see (ImageRequest's visible_to)."""
+        return self.filter(
+            image_request__in=ImageRequest.objects.visible_to(user).values("pk")
+        )
+
 
 class GeneratedImage(models.Model):
     image_request = models.ForeignKey(
@@ -588,6 +676,18 @@ def _upload_path(upload: "Upload", filename: str) -> str:
     return f"uploads/{upload.user_id}/{filename}"
 
 
+class UploadQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "UploadQuerySet":
+        """The user's own pictures, and those a request they may see was made from."""
+        if not user.is_authenticated:
+            return self.none()
+        used = Reference.objects.filter(
+            image_request__in=ImageRequest.objects.visible_to(user).values("pk"),
+            upload__isnull=False,
+        ).values("upload")
+        return self.filter(Q(user=user) | Q(pk__in=used))
+
+
 class Upload(models.Model):
     """A picture someone brought, verified and stored, to edit or use as reference."""
 
@@ -601,6 +701,8 @@ class Upload(models.Model):
     height = models.PositiveIntegerField()
     size_bytes = models.PositiveIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = UploadQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -644,3 +746,54 @@ class Reference(models.Model):
     @property
     def source(self) -> "Upload | GeneratedImage | None":
         return self.upload or self.image
+
+
+# --- Stars and preferences ---------------------------------------------------------
+
+
+class Star(models.Model):
+    """A person's star on a request they can see: theirs alone, whoever's request."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="stars"
+    )
+    image_request = models.ForeignKey(
+        ImageRequest, on_delete=models.CASCADE, related_name="stars"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "image_request"], name="star_once_per_user"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} starred #{self.image_request_id}"
+
+
+class UserPreference(models.Model):
+    """What a person chose for themselves in their settings."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preference"
+    )
+    # Blank: the site's default (BANANAWEB_DEFAULT_VISIBILITY).
+    default_visibility = models.CharField(
+        max_length=7,
+        choices=Visibility,
+        blank=True,
+        help_text="Who can see their new images; empty follows the site's default.",
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=_in_choices("default_visibility", Visibility, blank=True),
+                name="user_preference_default_visibility_valid",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Preferences of {self.user}"

@@ -1,6 +1,7 @@
 """What the pages and the gateway ask for: quotas, creating and resubmitting
-requests, and a token check. Sending happens later, in the background steps of
-pipeline.py, scheduled through tasks.py."""
+requests, who sees them and who starred them, preferences, and a token check.
+Sending happens later, in the background steps of pipeline.py, scheduled through
+tasks.py."""
 
 import hashlib
 import json
@@ -15,6 +16,8 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from bananaweb import images, options, tokens
@@ -23,9 +26,10 @@ from bananaweb.models import (
     GeneratedImage,
     ImageRequest,
     Reference,
+    Star,
     Upload,
     UpstreamToken,
-    UserQuota,
+    UserPreference,
     local_day_start,
 )
 from bananaweb.tasks import schedule
@@ -56,16 +60,52 @@ class QuotaUsage:
 
 
 def quota_usage(*, user) -> QuotaUsage:
-    quota = UserQuota.objects.filter(user=user).first()
-    if quota and quota.daily_limit is not None:
-        limit = quota.daily_limit
-    else:
-        limit = settings.BANANAWEB_DEFAULT_DAILY_QUOTA
     # Deleted requests count too: deleting gives no quota back.
-    used = ImageRequest.objects.filter(user=user).counting_today().count()
-    return QuotaUsage(
-        limit=limit, used=used, resets_at=local_day_start() + timedelta(days=1)
+    counted = (
+        ImageRequest.objects.filter(user=OuterRef("pk"))
+        .counting_today()
+        .order_by()
+        .values("user")
+        .annotate(count=Count("pk"))
+        .values("count")
     )
+    # One query (every page shows it): the user's own limit, if any, and the count.
+    row = (
+        get_user_model()
+        .objects.filter(pk=user.pk)
+        .values("quota__daily_limit")
+        .annotate(used=Coalesce(Subquery(counted), 0))
+        .get()
+    )
+    limit = row["quota__daily_limit"]
+    return QuotaUsage(
+        limit=settings.BANANAWEB_DEFAULT_DAILY_QUOTA if limit is None else limit,
+        used=row["used"],
+        resets_at=local_day_start() + timedelta(days=1),
+    )
+
+
+# --- Preferences -------------------------------------------------------------------
+
+
+def default_visibility(*, user) -> str:
+    """Who sees the user's new requests: their own choice, or the site's default."""
+    preference = UserPreference.objects.filter(user=user).first()
+    if preference and preference.default_visibility:
+        return preference.default_visibility
+    return settings.BANANAWEB_DEFAULT_VISIBILITY
+
+
+def user_preference_set(*, user, default_visibility: str) -> UserPreference:
+    """Save what the user chose in their settings."""
+    if default_visibility not in ImageRequest.Visibility.values:
+        raise ValidationError(
+            {"default_visibility": "Choose private (only you) or team (every member)."}
+        )
+    preference, _ = UserPreference.objects.update_or_create(
+        user=user, defaults={"default_visibility": default_visibility}
+    )
+    return preference
 
 
 # --- Requests ---------------------------------------------------------------------
@@ -106,11 +146,14 @@ def image_request_create(
     idempotency_key: str = "",
     uploads: Sequence[UploadedFile] = (),
     references: Sequence[Upload | GeneratedImage] = (),
+    visibility: str | None = None,
 ) -> ImageRequest:
     """Validate and save a request, then send it in the background.
 
-    `uploads` are pictures the user brought, `references` our own images (their
-    uploads, their results) to make it from. With an idempotency key, a replay
+    `uploads` are pictures the user brought, `references` our own images the
+    user may see (their uploads and results, the team's) to make it from.
+    `visibility` is who sees it; None takes the user's default
+    (default_visibility), as every API request does. With an idempotency key, a replay
     (a double click, a reload after POST, a script's retry) gets the request the
     key first made, and nothing new is sent; the same key with other values
     raises IdempotencyConflict.
@@ -125,6 +168,7 @@ def image_request_create(
         idempotency_key=idempotency_key,
         uploads=uploads,
         references=references,
+        visibility=visibility,
     )[0]
 
 
@@ -137,6 +181,7 @@ def image_requests_create(
     idempotency_key: str = "",
     uploads: Sequence[UploadedFile] = (),
     references: Sequence[Upload | GeneratedImage] = (),
+    visibility: str | None = None,
 ) -> list[ImageRequest]:
     """One request per variant, made from the same images, as one group when
     there are several (variations of a prompt, a prompt on every model); each
@@ -150,8 +195,12 @@ def image_requests_create(
         )
     verified = [_verify_upload(upload) for upload in uploads]
     for reference in references:
-        if _owner_id(reference) != user.pk:
-            raise ValidationError({"references": "That image is not one of yours."})
+        if not _can_see(user, reference):
+            raise ValidationError(
+                {"references": "That image is not one of yours, nor one you can see."}
+            )
+    if visibility is None:
+        visibility = default_visibility(user=user)
     count = len(verified) + len(references)
     group = uuid.uuid4() if len(variants) > 1 else None
     built = []
@@ -177,6 +226,7 @@ def image_requests_create(
             image_urls=values["image_urls"] or [],
             group=group,
             group_kind=group_kind if group else "",
+            visibility=visibility,
         )
         image_request.pending_references = count
         image_request.full_clean(exclude=["idempotency_key"])
@@ -210,6 +260,7 @@ def image_requests_create(
         sources = [*(_store_upload(user, v) for v in verified), *references]
         for image_request in built:
             image_request.save()
+            image_request.starred = False  # by nobody yet: no query to tell
             Reference.objects.bulk_create(
                 Reference(
                     image_request=image_request,
@@ -229,10 +280,11 @@ def _with_group(image_request: ImageRequest) -> list[ImageRequest]:
     return list(ImageRequest.objects.filter(group=image_request.group).order_by("pk"))
 
 
-def _owner_id(source: Upload | GeneratedImage) -> int:
-    if isinstance(source, Upload):
-        return source.user_id
-    return source.image_request.user_id
+def _can_see(user, source: Upload | GeneratedImage) -> bool:
+    """Whether the user may make a request from this image: theirs, or one they
+    can see (a teammate's, shared with the team)."""
+    model = Upload if isinstance(source, Upload) else GeneratedImage
+    return model.objects.visible_to(user).filter(pk=source.pk).exists()
 
 
 def _verify_upload(upload: UploadedFile) -> VerifiedUpload:
@@ -290,14 +342,21 @@ def image_request_resubmit(*, image_request: ImageRequest) -> ImageRequest:
     return image_request_run_again(image_request=image_request)
 
 
-def image_request_run_again(*, image_request: ImageRequest) -> ImageRequest:
-    """A new request with the same parameters and images, whatever became of it."""
+def image_request_run_again(*, image_request: ImageRequest, user=None) -> ImageRequest:
+    """A new request with the same parameters and images, whatever became of it.
+
+    It is `user`'s own (counted against their quota, with their default
+    visibility) when they run someone else's, e.g. a teammate's; its owner's,
+    as private or shared as it was, otherwise."""
     data, references = _copy(image_request)
+    if user is not None and user.pk != image_request.user_id:
+        return image_request_create(user=user, data=data, references=references)
     return image_request_create(
         user=image_request.user,
         data=data,
         source=image_request.source,
         references=references,
+        visibility=image_request.visibility,
     )
 
 
@@ -326,9 +385,29 @@ def image_request_every_model(*, user, data: dict, **kwargs) -> list[ImageReques
     )
 
 
-def image_request_star(*, image_request: ImageRequest, starred: bool) -> None:
-    ImageRequest.objects.filter(pk=image_request.pk).update(starred=starred)
+def image_request_star(
+    *, image_request: ImageRequest, starred: bool, user=None
+) -> None:
+    """Star or unstar it for `user` alone (its owner unless said): anyone who can
+    see a request stars it for themselves."""
+    user_id = user.pk if user is not None else image_request.user_id
+    if starred:
+        Star.objects.get_or_create(user_id=user_id, image_request=image_request)
+    else:
+        Star.objects.filter(user_id=user_id, image_request=image_request).delete()
     image_request.starred = starred
+
+
+def image_request_set_visibility(
+    *, image_request: ImageRequest, visibility: str
+) -> None:
+    """Who sees it: its owner (and staff) only, or the whole team."""
+    if visibility not in ImageRequest.Visibility.values:
+        raise ValidationError(
+            {"visibility": "Choose private (only you) or team (every member)."}
+        )
+    ImageRequest.objects.filter(pk=image_request.pk).update(visibility=visibility)
+    image_request.visibility = visibility
 
 
 def image_requests_delete(*, user, ids: Iterable[int]) -> int:
@@ -349,8 +428,10 @@ def image_requests_delete(*, user, ids: Iterable[int]) -> int:
                 image.delete()
             uploads = [r.upload for r in image_request.references.all() if r.upload]
             ImageRequest.objects.filter(pk=image_request.pk).update(
-                deleted_at=timezone.now(), starred=False
+                deleted_at=timezone.now()
             )
+            # Gone for everyone: so are the stars anyone gave it.
+            Star.objects.filter(image_request=image_request).delete()
             for upload in uploads:
                 # An upload another live request was made from stays.
                 if not upload.uses.filter(

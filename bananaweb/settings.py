@@ -52,6 +52,8 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 INSTALLED_APPS = [
     "bananaweb",
     "bananaweb.gateway",
+    "bananaweb.team",
+    "bananaweb.prompts",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -98,6 +100,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.csp",
                 "bananaweb.context_processors.upstream",
+                "bananaweb.prompts.context_processors.prompt_template_menu",
             ],
         },
     },
@@ -272,6 +275,8 @@ MOUNTSEA_READ_TIMEOUT = env_float("MOUNTSEA_READ_TIMEOUT", 30)
 # stored results it fetches as references (runstack sets it for the simulator).
 BANANAWEB_PUBLIC_URL = os.environ.get("BANANAWEB_PUBLIC_URL", "").rstrip("/")
 BANANAWEB_PUBLIC_LINK_MAX_AGE = env_int("BANANAWEB_PUBLIC_LINK_MAX_AGE", 3600)
+# The longest a share link (a collection or an image shown without sign-in) may last.
+BANANAWEB_SHARE_LINK_MAX_DAYS = env_int("BANANAWEB_SHARE_LINK_MAX_DAYS", 30)
 # Images one click may ask for: variations of one prompt.
 BANANAWEB_MAX_VARIATIONS = env_int("BANANAWEB_MAX_VARIATIONS", 4)
 
@@ -285,6 +290,17 @@ BANANAWEB_THUMBNAIL_SIZE = 384
 BANANAWEB_HISTORY_PAGE_SIZE = 20
 BANANAWEB_GALLERY_PAGE_SIZE = 48
 BANANAWEB_DEFAULT_DAILY_QUOTA = env_int("BANANAWEB_DEFAULT_DAILY_QUOTA", 50)
+# Who sees a new image unless its owner chose otherwise in their settings: "private"
+# (its owner and staff) or "team" (every signed-in member).
+BANANAWEB_DEFAULT_VISIBILITY = (
+    os.environ.get("BANANAWEB_DEFAULT_VISIBILITY", "").strip().lower() or "private"
+)
+if BANANAWEB_DEFAULT_VISIBILITY not in ("private", "team"):
+    raise ImproperlyConfigured(
+        f"BANANAWEB_DEFAULT_VISIBILITY is {BANANAWEB_DEFAULT_VISIBILITY!r}: set it to "
+        "private (the default: only the owner and staff see a new image) or team "
+        "(every signed-in member sees it)."
+    )
 # Gateway API requests per user per minute, all their tokens together (counted in
 # the shared cache, so across every process).
 BANANAWEB_API_RATE_LIMIT = env_int("BANANAWEB_API_RATE_LIMIT", 60)

@@ -25,6 +25,11 @@ urlpatterns = [
     ),
     path("requests/<int:pk>/star/", views.request_star, name="request-star"),
     path(
+        "requests/<int:pk>/visibility/",
+        views.request_visibility,
+        name="request-visibility",
+    ),
+    path(
         "requests/<int:pk>/download/", views.request_download, name="request-download"
     ),
     path(
@@ -37,7 +42,10 @@ urlpatterns = [
     path("requests/delete/", views.requests_delete, name="requests-delete"),
     path("uploads/<int:pk>/", views.upload_file, name="upload-file"),
     path("files/<str:token>/", views.public_file, name="public-file"),
+    path("settings/", views.user_settings, name="user-settings"),
     path("", include("bananaweb.gateway.urls")),
+    path("", include("bananaweb.team.urls")),
+    path("", include("bananaweb.prompts.urls")),
     path("admin/usage/", dashboard.usage_dashboard, name="usage-dashboard"),
     path("admin/usage/export.csv", dashboard.usage_export, name="usage-export"),
     # Only signing in and out: no password reset or change pages (admins set passwords).

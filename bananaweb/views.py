@@ -1,6 +1,13 @@
-"""The pages: one main page with the forms and the history, a detail page, and their fragments."""
+"""The pages: one main page with the forms and the history (the user's own, or the
+team's), a detail page, their fragments, and the user's settings.
+
+Reads go through `visible_to(user)` (the owner's, the team's, staff see all);
+writes to a request (delete, visibility, resubmit) through `for_user(user)`.
+Starring, running again and using as a reference or template are for anyone
+who can see it, each for themselves."""
 
 import uuid
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from django.conf import settings
 from django.contrib import messages
@@ -12,28 +19,34 @@ from django.http import (
     HttpRequest,
     HttpResponse,
     HttpResponseBadRequest,
+    QueryDict,
     StreamingHttpResponse,
 )
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
-from django.utils.http import content_disposition_header
+from django.utils.http import (
+    content_disposition_header,
+    url_has_allowed_host_and_scheme,
+)
 from django.utils.text import slugify
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
-from django_htmx.http import HTMX_STOP_POLLING, push_url, reswap, retarget
+from django_htmx.http import HTMX_STOP_POLLING, push_url, replace_url, reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
 from bananaweb import downloads, history, options, public_links, services
 from bananaweb.forms import (
     NOT_YOURS,
+    VISIBILITY_CHOICES,
     ImageRequestForm,
+    PreferencesForm,
     parse_reference,
     reference_token,
     uploads_refused,
 )
-from bananaweb.models import GeneratedImage, ImageRequest, Upload
+from bananaweb.models import GeneratedImage, ImageRequest, Upload, UserPreference
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -42,14 +55,18 @@ class HtmxHttpRequest(HttpRequest):
 
 def _forms(request: HtmxHttpRequest, bound: ImageRequestForm | None = None) -> dict:
     prefill = _prefill(request)
+    visibility = services.default_visibility(user=request.user)
     forms = {}
     for action in options.Action.values:
         initial = prefill if prefill.get("action") == action else {}
         references = initial.pop("references", [])
-        form = ImageRequestForm(action=action, initial=initial)
-        # Only the user's own images; anything else is left out.
-        form.chosen_references, _ = _own_references(request, references)
-        form.prefilled = bool(initial)
+        prefilled = bool(initial)
+        form = ImageRequestForm(
+            action=action, initial={"visibility": visibility, **initial}
+        )
+        # Only images the user may see; anything else is left out.
+        form.chosen_references, _ = _usable_references(request, references)
+        form.prefilled = prefilled
         forms[action] = form
     if bound is not None:
         forms[bound.kind] = bound
@@ -60,16 +77,37 @@ def _forms(request: HtmxHttpRequest, bound: ImageRequestForm | None = None) -> d
 
 
 PREFILLED = ("prompt", "model", "aspect_ratio", "resolution")
+# What fills a form from the address; "model" is left: the history filters by it too.
+PREFILL_PARAMETERS = (
+    "action",
+    "template",
+    "references",
+    "image_urls",
+    "prompt",
+    "aspect_ratio",
+    "resolution",
+)
+
+
+def _without_prefill(request: HtmxHttpRequest, response: HttpResponse) -> HttpResponse:
+    """Once sent, the address no longer fills the form ("Edit this image" links):
+    a reload must not offer the same pictures again. The history's filters stay."""
+    current = urlsplit(request.htmx.current_url or "")
+    pairs = parse_qsl(current.query, keep_blank_values=True)
+    kept = [(name, value) for name, value in pairs if name not in PREFILL_PARAMETERS]
+    if current.path and len(kept) < len(pairs):
+        replace_url(response, current.path + (f"?{urlencode(kept)}" if kept else ""))
+    return response
 
 
 def _prefill(request: HtmxHttpRequest) -> dict:
     """Initial values for one of the forms (its "action") from the query string:
     "Edit this image" and "Use as reference" links (?action=edit&references=12),
-    or "Use as template" (?template=<the id of one of the user's requests>)."""
+    or "Use as template" (?template=<the id of a request the user may see>)."""
     if "template" in request.GET:
         pk = request.GET["template"]
         template = (
-            ImageRequest.objects.for_user(request.user).filter(pk=pk).first()
+            ImageRequest.objects.visible_to(request.user).filter(pk=pk).first()
             if pk.isascii() and pk.isdigit() and len(pk) <= 12
             else None
         )
@@ -95,19 +133,19 @@ def _prefill(request: HtmxHttpRequest) -> dict:
     return initial
 
 
-def _own_references(
+def _usable_references(
     request: HtmxHttpRequest, tokens: list[str]
 ) -> tuple[list[tuple[str, Upload | GeneratedImage]], bool]:
-    """The user's own images that references tokens name, in their order (each
-    once), and whether every token named one."""
+    """The images references tokens name that the user may use (theirs, the
+    team's), in their order (each once), and whether every token named one."""
     wanted = [(token, parse_reference(token)) for token in dict.fromkeys(tokens)]
     ids = {model: [] for model in (Upload, GeneratedImage)}
     for _, parsed in wanted:
         if parsed:
             ids[parsed[0]].append(parsed[1])
     found = {
-        Upload: Upload.objects.filter(user=request.user).in_bulk(ids[Upload]),
-        GeneratedImage: GeneratedImage.objects.for_user(request.user).in_bulk(
+        Upload: Upload.objects.visible_to(request.user).in_bulk(ids[Upload]),
+        GeneratedImage: GeneratedImage.objects.visible_to(request.user).in_bulk(
             ids[GeneratedImage]
         ),
     }
@@ -120,14 +158,24 @@ def _own_references(
 
 
 def _history(request: HtmxHttpRequest) -> dict:
-    """The history as the query string narrows it (search, filters, view, page)."""
-    filters = history.history_filters(request.GET)
+    """The history as the query string narrows it (mine or the team's, search,
+    filters, view, page)."""
+    team = request.GET.get("scope") == history.Scope.TEAM
+    people = history.team_people() if team else []
+    filters = history.history_filters(request.GET, people=people)
     return {
         "filters": filters,
         "filter_choices": history.FILTER_CHOICES,
+        "people": people,
         "history": history.history_page(user=request.user, filters=filters),
         "quota": services.quota_usage(user=request.user),
     }
+
+
+def _on_team_view(request: HtmxHttpRequest) -> bool:
+    """Whether htmx sent this from the history's Team view."""
+    url = request.htmx.current_url or ""
+    return QueryDict(urlsplit(url).query).get("scope") == history.Scope.TEAM
 
 
 def _history_fragment(request: HtmxHttpRequest) -> bool:
@@ -165,7 +213,7 @@ def request_create(request: HtmxHttpRequest) -> HttpResponse:
         action=action if action in options.Action.values else options.Action.GENERATE,
     )
     quota_error = ""
-    chosen, all_own = _own_references(request, request.POST.getlist("references"))
+    chosen, all_own = _usable_references(request, request.POST.getlist("references"))
     form.chosen_references = chosen
     if form.is_valid() and not all_own:
         form.add_error("references", NOT_YOURS)
@@ -177,6 +225,7 @@ def request_create(request: HtmxHttpRequest) -> HttpResponse:
             "idempotency_key": data["idempotency_key"],
             "uploads": data["uploads"],
             "references": [source for _, source in chosen],
+            "visibility": data["visibility"] or None,  # None: the user's default
         }
         try:
             if form.kind == options.Action.GENERATE and "every_model" in request.POST:
@@ -201,22 +250,32 @@ def request_create(request: HtmxHttpRequest) -> HttpResponse:
                     "model": form.cleaned_data["model"],
                     "aspect_ratio": form.cleaned_data["aspect_ratio"],
                     "resolution": form.cleaned_data["resolution"],
+                    "visibility": created[0].visibility,
                 },
             )
-            return render(
+            # The Team view, where the form was sent from, lists only what the
+            # team can see.
+            listed = (
+                []
+                if _on_team_view(request)
+                and created[0].visibility != ImageRequest.Visibility.TEAM
+                else created
+            )
+            response = render(
                 request,
                 "requests/index.html#created",
                 {
                     # Newest first, as the history lists them.
-                    "created_requests": sorted(created, key=lambda r: -r.pk),
+                    "created_requests": sorted(listed, key=lambda r: -r.pk),
                     # Several made together: one card, as the history shows them.
-                    "created_group": history.group_entry(created)
-                    if len(created) > 1
+                    "created_group": history.group_entry(listed)
+                    if len(listed) > 1
                     else None,
                     "form": fresh,
                     "quota": services.quota_usage(user=request.user),
                 },
             )
+            return _without_prefill(request, response)
 
     context = {"form": form, "quota_error": quota_error}
     if request.htmx:
@@ -253,15 +312,41 @@ def request_options(request: HtmxHttpRequest) -> HttpResponse:
 
 
 def _own_request(request: HtmxHttpRequest, pk: int) -> ImageRequest:
+    """One of the user's requests, to change: anyone else's is a 404."""
     return get_object_or_404(
-        ImageRequest.objects.for_user(request.user).with_images(), pk=pk
+        ImageRequest.objects.for_user(request.user)
+        .with_images()
+        .with_starred(request.user),
+        pk=pk,
     )
+
+
+def _visible_request(request: HtmxHttpRequest, pk: int) -> ImageRequest:
+    """A request the user may see (theirs, the team's; staff any): a private one
+    of someone else is a 404."""
+    return get_object_or_404(
+        ImageRequest.objects.visible_to(request.user)
+        .with_images()
+        .with_starred(request.user)
+        .select_related("user"),
+        pk=pk,
+    )
+
+
+def _back(request: HtmxHttpRequest, default: str) -> HttpResponse:
+    """Back where a plain form was sent from (its `next`, one of our paths)."""
+    next_url = request.POST.get("next", "")
+    if next_url.startswith("/") and url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(next_url)
+    return redirect(default)
 
 
 @require_GET
 def request_card(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """A card's current state: cheap (the database only), polled while in flight."""
-    image_request = _own_request(request, pk)
+    image_request = _visible_request(request, pk)
     response = render(
         request, "requests/index.html#request-card", {"image_request": image_request}
     )
@@ -274,20 +359,34 @@ def _detail(
     request: HtmxHttpRequest, image_request: ImageRequest, status: int = 200, **extra
 ) -> HttpResponse:
     """The detail page, with its lineage: the images it was made from, and the
-    requests made from its images."""
-    made_from = image_request.references.select_related(
-        "upload", "image__image_request"
+    requests made from its images, as far as the user may see them."""
+    made_from = list(
+        image_request.references.select_related("upload", "image__image_request")
     )
+    parents = [r.image.image_request_id for r in made_from if r.image]
+    visible_parents = set(
+        ImageRequest.objects.visible_to(request.user)
+        .filter(pk__in=parents)
+        .values_list("pk", flat=True)
+        if parents
+        else ()
+    )
+    for reference in made_from:
+        reference.hidden = bool(
+            reference.image and reference.image.image_request_id not in visible_parents
+        )
     made_from_this = (
-        ImageRequest.objects.for_user(request.user)
+        ImageRequest.objects.visible_to(request.user)
         .filter(references__image__image_request=image_request)
         .distinct()
         .order_by("pk")
     )
     context = {
         "image_request": image_request,
+        "is_owner": image_request.user_id == request.user.pk,
         "made_from": made_from,
         "made_from_this": made_from_this,
+        "visibility_choices": VISIBILITY_CHOICES,
         **extra,
     }
     return render(request, "requests/detail.html", context, status=status)
@@ -295,17 +394,20 @@ def _detail(
 
 @require_GET
 def request_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    return _detail(request, _own_request(request, pk))
+    return _detail(request, _visible_request(request, pk))
 
 
 @require_POST
 def request_run_again(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    """The same parameters and images, as a new request, whatever became of this one."""
-    image_request = _own_request(request, pk)
+    """The same parameters and images, as a new request, whatever became of this one:
+    the user's own, counted against their quota, even when it was a teammate's."""
+    image_request = _visible_request(request, pk)
     if image_request.references.exists() and (refused := uploads_refused()):
         return _detail(request, image_request, status=409, run_again_error=refused)
     try:
-        new_request = services.image_request_run_again(image_request=image_request)
+        new_request = services.image_request_run_again(
+            image_request=image_request, user=request.user
+        )
     except services.QuotaExceeded as exc:
         return _detail(request, image_request, status=429, run_again_error=str(exc))
     except ValidationError as exc:
@@ -337,11 +439,11 @@ def request_resubmit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 def image_file(
     request: HtmxHttpRequest, pk: int, image_pk: int, variant: str
 ) -> FileResponse:
-    """An image or its thumbnail, to its owner only."""
+    """An image or its thumbnail, to whoever may see its request."""
     if variant not in ("full", "thumbnail"):
         raise Http404
     image = get_object_or_404(
-        GeneratedImage.objects.for_user(request.user),
+        GeneratedImage.objects.visible_to(request.user),
         pk=image_pk,
         image_request_id=pk,
     )
@@ -353,8 +455,9 @@ def image_file(
 @require_GET
 @cache_control(private=True, max_age=31536000, immutable=True)
 def upload_file(request: HtmxHttpRequest, pk: int) -> FileResponse:
-    """A picture the user brought, to them only (shown as a reference)."""
-    upload = get_object_or_404(Upload.objects.filter(user=request.user), pk=pk)
+    """A picture someone brought, to them and to whoever may see a request made
+    from it (shown as a reference)."""
+    upload = get_object_or_404(Upload.objects.visible_to(request.user), pk=pk)
     return FileResponse(upload.file.open("rb"), content_type=upload.content_type)
 
 
@@ -363,14 +466,34 @@ def upload_file(request: HtmxHttpRequest, pk: int) -> FileResponse:
 
 @require_POST
 def request_star(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    image_request = _own_request(request, pk)
+    """Star or unstar a request the user can see, for themselves alone."""
+    image_request = _visible_request(request, pk)
     starred = request.POST.get("starred", "")
     if starred not in ("0", "1"):
         return HttpResponseBadRequest("starred is 1 (star it) or 0 (unstar it).")
-    services.image_request_star(image_request=image_request, starred=starred == "1")
+    services.image_request_star(
+        image_request=image_request, starred=starred == "1", user=request.user
+    )
     if not request.htmx:
-        return redirect(f"{reverse('index')}#request-{pk}")
+        return _back(request, f"{reverse('index')}#request-{pk}")
     # The card again (a card in flight goes on polling).
+    return render(
+        request, "requests/index.html#request-card", {"image_request": image_request}
+    )
+
+
+@require_POST
+def request_visibility(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Who sees one of the user's requests: only them (private) or the team."""
+    image_request = _own_request(request, pk)
+    visibility = request.POST.get("visibility", "")
+    if visibility not in ImageRequest.Visibility.values:
+        return HttpResponseBadRequest("visibility is private or team.")
+    services.image_request_set_visibility(
+        image_request=image_request, visibility=visibility
+    )
+    if not request.htmx:
+        return _back(request, f"{reverse('index')}#request-{pk}")
     return render(
         request, "requests/index.html#request-card", {"image_request": image_request}
     )
@@ -380,7 +503,7 @@ def request_star(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 def request_download(request: HtmxHttpRequest, pk: int) -> FileResponse:
     """The original file, named after its prompt and its request."""
     image = (
-        GeneratedImage.objects.for_user(request.user)
+        GeneratedImage.objects.visible_to(request.user)
         .filter(image_request_id=pk)
         .select_related("image_request")
         .first()
@@ -422,10 +545,15 @@ def group_download(request: HtmxHttpRequest, group: uuid.UUID) -> HttpResponse:
 
 
 def _selection(
-    request: HtmxHttpRequest, values: list[str], *, deleted_too: bool = False
+    request: HtmxHttpRequest,
+    values: list[str],
+    *,
+    mine_only: bool = False,
+    deleted_too: bool = False,
 ) -> tuple[list[ImageRequest], str]:
     """The requests ticked in the history (?ids=1&ids=2), or why there are none to
-    act on. Another user's id, or one that doesn't exist, is a 404."""
+    act on. One the user can't see (or, `mine_only`, not theirs), or one that
+    doesn't exist, is a 404."""
     ids = history.selected_ids(values)
     if ids is None:
         return [], (
@@ -437,10 +565,14 @@ def _selection(
             "history first."
         )
     selected = history.selection_for(
-        user=request.user, ids=ids, deleted_too=deleted_too
+        user=request.user, ids=ids, mine_only=mine_only, deleted_too=deleted_too
     )
     if selected is None:
-        raise Http404("One of these requests is not one of yours.")
+        raise Http404(
+            "One of these requests is not one of yours."
+            if mine_only
+            else "One of these requests is not one you can see."
+        )
     return selected, ""
 
 
@@ -482,7 +614,9 @@ def requests_delete(request: HtmxHttpRequest) -> HttpResponse:
     posted = request.method == "POST"
     values = request.POST if posted else request.GET
     # Sent twice (a double click), the second finds them deleted already: no 404.
-    selected, problem = _selection(request, values.getlist("ids"), deleted_too=posted)
+    selected, problem = _selection(
+        request, values.getlist("ids"), mine_only=True, deleted_too=posted
+    )
     if problem:
         return _selection_problem(request, "Nothing to delete", problem)
     in_flight = [r for r in selected if r.in_flight]
@@ -501,6 +635,38 @@ def requests_delete(request: HtmxHttpRequest) -> HttpResponse:
         )
     messages.success(request, message)
     return redirect("index")
+
+
+# --- The user's settings -------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def user_settings(request: HtmxHttpRequest) -> HttpResponse:
+    """What the user chose for themselves: who sees their new images by default."""
+    if request.method == "POST":
+        form = PreferencesForm(request.POST)
+        if form.is_valid():
+            services.user_preference_set(
+                user=request.user,
+                default_visibility=form.cleaned_data["default_visibility"],
+            )
+            messages.success(request, "Your settings were saved.")
+            return redirect("user-settings")
+        status = 422
+    else:
+        current = services.default_visibility(user=request.user)
+        form = PreferencesForm(initial={"default_visibility": current})
+        status = 200
+    context = {
+        "form": form,
+        "chosen": UserPreference.objects.filter(user=request.user)
+        .exclude(default_visibility="")
+        .exists(),
+        "site_default": ImageRequest.Visibility(
+            settings.BANANAWEB_DEFAULT_VISIBILITY
+        ).label,
+    }
+    return render(request, "account/settings.html", context, status=status)
 
 
 # --- Signing in -----------------------------------------------------------------------

@@ -8,7 +8,13 @@ from django.core.files.base import ContentFile
 from PIL import Image
 
 from bananaweb import crypto, options
-from bananaweb.models import GeneratedImage, ImageRequest, Upload, UpstreamToken
+from bananaweb.models import (
+    GeneratedImage,
+    ImageRequest,
+    Star,
+    Upload,
+    UpstreamToken,
+)
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -23,11 +29,18 @@ class UserFactory(factory.django.DjangoModelFactory):
 class ImageRequestFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = ImageRequest
+        skip_postgeneration_save = True
 
     user = factory.SubFactory(UserFactory)
     action = options.Action.GENERATE
     prompt = factory.Sequence(lambda n: f"A banana number {n} on a sunny table")
     model = options.Model.NANO_BANANA_FAST
+
+    @factory.post_generation
+    def starred(obj, create, extracted, **kwargs):
+        """starred=True: starred by its owner (stars are each person's: a Star)."""
+        if create and extracted:
+            Star.objects.create(user=obj.user, image_request=obj)
 
 
 class UpstreamTokenFactory(factory.django.DjangoModelFactory):

@@ -475,3 +475,19 @@ def test_made_from_this_lists_only_the_owners_live_requests(client_logged_in, us
     services.image_requests_delete(user=user, ids=[child.pk])
     html = html_of(client_logged_in.get(reverse("request-detail", args=[parent.pk])))
     assert reverse("request-detail", args=[child.pk]) not in html
+
+
+def test_once_sent_a_reload_does_not_fill_the_form_again(client_logged_in, user):
+    # "Edit this image" put the picture in the address; after sending, the
+    # address keeps only the history's own filters.
+    image = make_image(
+        ImageRequestFactory(user=user, status=ImageRequest.Status.COMPLETED)
+    )
+    current = f"http://testserver/?action=edit&references={image.pk}&q=cat#edit-form"
+    response = client_logged_in.post(
+        reverse("request-create"),
+        {"action": "edit", "prompt": "Blue", "references": [str(image.pk)]},
+        headers={"HX-Request": "true", "HX-Current-URL": current},
+    )
+    assert response.status_code == 200
+    assert response["HX-Replace-Url"] == "/?q=cat"

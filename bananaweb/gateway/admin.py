@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from bananaweb.admin_lookups import ModelAdmin
 from bananaweb.gateway import services
 from bananaweb.gateway.models import ApiToken, GatewayTask
 
@@ -25,7 +26,7 @@ class RevokedFilter(admin.SimpleListFilter):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(ModelAdmin):
     list_display = [
         "name",
         "user",
@@ -60,7 +61,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(GatewayTask)
-class GatewayTaskAdmin(admin.ModelAdmin):
+class GatewayTaskAdmin(ModelAdmin):
     list_display = ["task_id", "image_request", "api_token"]
     search_fields = ["task_id", "image_request__user__username"]
     list_select_related = ["image_request", "api_token"]
