@@ -413,8 +413,8 @@ class Stack:
             str(count),
             "--tokens",
             str(with_tokens),
-            "--password",
-            password,
+            # One argument: a random password may start with "-".
+            f"--password={password}",
         )
         return json.loads(out)
 
