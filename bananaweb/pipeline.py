@@ -141,11 +141,6 @@ def _next(image_request: ImageRequest, step: Step, delay: float = 0) -> FollowUp
 # --- Submit -----------------------------------------------------------------------
 
 
-def _pre_send_budget() -> float:
-    """The most the checks before sending (image URLs) may take."""
-    return settings.BANANAWEB_FETCH_TIMEOUT * settings.BANANAWEB_MAX_IMAGE_URLS
-
-
 def _begin_sending(image_request: ImageRequest) -> bool:
     """Record, committed before the call, that a send begins: if the worker dies
     now, the reconciler knows the outcome is unknown. False when the reconciler
@@ -203,14 +198,17 @@ def image_request_submit(*, image_request_id: int) -> list[FollowUp]:
     now = timezone.now()
     claimed = ImageRequest.objects.filter(
         pk=image_request_id, status=Status.QUEUED
-    ).update(
-        status=Status.SUBMITTING,
-        sending_started_at=None,
-        due_at=now + timedelta(seconds=_pre_send_budget()),
-    )
+    ).update(status=Status.SUBMITTING, sending_started_at=None, due_at=now)
     if not claimed:
         return []  # already sent, or being sent by another worker
     image_request = ImageRequest.objects.select_related("user").get(pk=image_request_id)
+    if image_request.image_urls:
+        # Checking the URLs takes a while: the reconciler waits for it before it
+        # takes a claim that never began sending back.
+        budget = settings.BANANAWEB_FETCH_TIMEOUT * len(image_request.image_urls)
+        ImageRequest.objects.filter(pk=image_request.pk).update(
+            due_at=now + timedelta(seconds=budget)
+        )
     if now >= image_request.submit_deadline:
         image_request.expire()
         _save_if_sending(image_request)

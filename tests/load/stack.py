@@ -47,7 +47,10 @@ ACCESS_LOG_FORMAT = "%(t)s %(s)s %(m)s %(U)s %(M)s"
 FAST_BACKGROUND = {
     "BANANAWEB_RECONCILE_INTERVAL": "2",
     "BANANAWEB_LOST_TASK_GRACE": "5",
-    "BANANAWEB_SWEEP_INTERVAL": "2",
+    # A send cut off by the SIGKILL is marked "outcome unknown" within the run's
+    # drain: the client's timeouts plus the margin, instead of about a minute.
+    "MOUNTSEA_READ_TIMEOUT": "10",
+    "BANANAWEB_SEND_MARGIN": "2",
     "BANANAWEB_POLL_FIRST_DELAY": "1",
     "BANANAWEB_POLL_MAX_DELAY": "2",
 }
