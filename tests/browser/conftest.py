@@ -67,6 +67,10 @@ USER_NAMES = [
     "dagny",
     "emeka",
     "fumiko",
+    # The team's journeys (tests/browser/test_team.py): two users, then one.
+    "gideon",
+    "hana",
+    "ingrid",
 ]
 
 
