@@ -238,7 +238,36 @@ class Visibility(models.TextChoices):
     TEAM = "team", "Team"
 
 
+def _ended(status: str, code: str, message: str) -> dict:
+    """The fields of a request that has ended: one definition for a request in
+    hand (ImageRequest's methods) and for many at once (the QuerySet's)."""
+    return {
+        "status": status,
+        "error_code": code,
+        "error_message": message,
+        "finished_at": timezone.now(),
+    }
+
+
+def _outcome_unknown(reason: str) -> dict:
+    message = UNKNOWN_OUTCOME_MESSAGE.format(reason=reason.rstrip("."))
+    return _ended(RequestStatus.UNKNOWN, ErrorCode.UNKNOWN_OUTCOME, message)
+
+
+def _expired() -> dict:
+    ended = _ended(RequestStatus.FAILED, ErrorCode.EXPIRED, EXPIRED_MESSAGE)
+    return ended | {"counts_toward_quota": False}
+
+
 class ImageRequestQuerySet(models.QuerySet):
+    def mark_outcome_unknown(self, *, reason: str) -> int:
+        """ImageRequest.mark_outcome_unknown for every request here, in one query."""
+        return self.update(**_outcome_unknown(reason))
+
+    def expire(self) -> int:
+        """ImageRequest.expire for every request here, in one query."""
+        return self.update(**_expired())
+
     def for_user(self, user) -> "ImageRequestQuerySet":
         """The user's requests, less those they deleted (kept for the accounting).
         Every write (delete, change, resubmit) starts here: only the owner's."""
@@ -559,7 +588,7 @@ class ImageRequest(models.Model):
 
     def expire(self) -> None:
         """Never sent by its submit deadline: it ends, and nothing was charged."""
-        self.fail(ErrorCode.EXPIRED, EXPIRED_MESSAGE)
+        self._set(_expired())
 
     def miss_deadline(self) -> None:
         """No result by the poll deadline: bananaweb stops waiting."""
@@ -580,17 +609,17 @@ class ImageRequest(models.Model):
 
     def mark_outcome_unknown(self, *, reason: str) -> None:
         """Sent, with no usable answer: never resent on its own, still counted."""
-        message = UNKNOWN_OUTCOME_MESSAGE.format(reason=reason.rstrip("."))
-        self._finish(RequestStatus.UNKNOWN, ErrorCode.UNKNOWN_OUTCOME, message)
+        self._set(_outcome_unknown(reason))
 
     def complete(self) -> None:
         self._finish(RequestStatus.COMPLETED, "", "")
 
     def _finish(self, status: RequestStatus, code: str, message: str) -> None:
-        self.status = status
-        self.error_code = code
-        self.error_message = message
-        self.finished_at = timezone.now()
+        self._set(_ended(status, code, message))
+
+    def _set(self, fields: dict) -> None:
+        for name, value in fields.items():
+            setattr(self, name, value)
 
     # --- What it is ------------------------------------------------------------
 

@@ -19,8 +19,6 @@ from django.utils import timezone
 from bananaweb import crypto, fetching, images, mountsea, options, public_links
 from bananaweb.followups import FollowUp, Step
 from bananaweb.models import (
-    EXPIRED_MESSAGE,
-    UNKNOWN_OUTCOME_MESSAGE,
     ErrorCode,
     GeneratedImage,
     ImageRequest,
@@ -504,15 +502,9 @@ def image_request_reconcile(*, limit: int = 500) -> list[FollowUp]:
         + settings.MOUNTSEA_READ_TIMEOUT
         + settings.BANANAWEB_SEND_MARGIN
     )
-    reason = "the worker stopped while sending it"
     in_flight.filter(
         status=Status.SUBMITTING, sending_started_at__lt=send_cutoff
-    ).update(
-        status=Status.UNKNOWN,
-        error_code=ErrorCode.UNKNOWN_OUTCOME,
-        error_message=UNKNOWN_OUTCOME_MESSAGE.format(reason=reason),
-        finished_at=now,
-    )
+    ).mark_outcome_unknown(reason="the worker stopped while sending it")
     lost = now - timedelta(seconds=settings.BANANAWEB_LOST_TASK_GRACE)
     # Claimed, and the worker died before it sent anything: safe to send.
     in_flight.filter(
@@ -521,13 +513,7 @@ def image_request_reconcile(*, limit: int = 500) -> list[FollowUp]:
     in_flight.filter(
         status=Status.QUEUED,
         created_at__lt=now - timedelta(seconds=settings.BANANAWEB_SUBMIT_DEADLINE),
-    ).update(
-        status=Status.FAILED,
-        error_code=ErrorCode.EXPIRED,
-        error_message=EXPIRED_MESSAGE,
-        counts_toward_quota=False,
-        finished_at=now,
-    )
+    ).expire()
 
     follow_ups: list[FollowUp] = []
     overdue = in_flight.exclude(status=Status.SUBMITTING).filter(due_at__lt=lost)
