@@ -15,7 +15,7 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
-from bananaweb import services, tokens
+from bananaweb import media, services, tokens
 from bananaweb.admin_lookups import ModelAdmin, SafeLookupsMixin
 from bananaweb.models import (
     GeneratedImage,
@@ -430,7 +430,7 @@ class ImageRequestAdmin(ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         image = get_object_or_404(GeneratedImage, pk=image_pk)
-        return FileResponse(image.file.open("rb"), content_type=image.content_type)
+        return media.file_response(image.file, content_type=image.content_type)
 
 
 # --- Quotas ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from pathlib import PurePosixPath
 from django.core.files import File
 from django.utils.text import slugify
 
+from bananaweb import media
 from bananaweb.models import GeneratedImage
 
 CHUNK_SIZE = 64 * 1024
@@ -58,7 +59,10 @@ def zip_stream(files: Iterable[tuple[str, File]]) -> Iterator[bytes]:
         sink, mode="w", compression=zipfile.ZIP_DEFLATED, compresslevel=1
     ) as archive:
         for name, file in files:
-            with file.open("rb") as source, archive.open(name, mode="w") as entry:
+            with (
+                media.open_stream(file) as source,
+                archive.open(name, mode="w") as entry,
+            ):
                 while chunk := source.read(CHUNK_SIZE):
                     entry.write(chunk)
                     yield sink.take()

@@ -16,6 +16,7 @@ class Step(StrEnum):
     RECONCILE = "reconcile"
     CHECK_TOKEN = "check token"
     RECHECK_TOKEN = "recheck token"
+    PRUNE_TASK_RESULTS = "prune task results"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import uuid
 
 from django import forms
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator
 from django.forms.renderers import TemplatesSetting
 from django.urls import reverse_lazy
@@ -138,6 +139,11 @@ VISIBILITY_CHOICES = [
 VISIBILITY_HELP = "Staff can see every image. You can change it later."
 
 
+# The fields whose check constraints (choices, options that fit the model) the
+# model's clean() applies from options.py.
+OPTION_FIELDS = frozenset({"action", "model", "aspect_ratio", "resolution"})
+
+
 class ImageRequestForm(forms.ModelForm):
     """Offers only the aspect ratios and resolutions the chosen model accepts."""
 
@@ -247,6 +253,16 @@ class ImageRequestForm(forms.ModelForm):
 
     def clean_count(self) -> int:
         return self.cleaned_data.get("count") or 1
+
+    def validate_constraints(self) -> None:
+        """The model's check constraints, but for those on the options: its clean()
+        already applied their very rules (options.option_errors), and checking
+        them again would cost a query each. The database still enforces them."""
+        exclude = self._get_validation_exclusions() | OPTION_FIELDS
+        try:
+            self.instance.validate_constraints(exclude=exclude)
+        except ValidationError as error:
+            self._update_errors(error)
 
     def clean(self) -> dict:
         cleaned = super().clean()

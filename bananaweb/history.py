@@ -17,12 +17,20 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.core.paginator import Page, Paginator
-from django.db import connection
-from django.db.models import Exists, Min, OuterRef, Q, QuerySet
+from django.db import connection, router
+from django.db.models import (
+    Exists,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+)
 from django.utils import timezone
 from django.utils.http import urlencode
 
 from bananaweb import options
+from bananaweb.compiled import compiled_rows
 from bananaweb.models import GeneratedImage, ImageRequest, RequestStatus
 
 SEARCH_CONFIG = "english"
@@ -344,7 +352,77 @@ class HistoryEntry:
 
     @property
     def has_images(self) -> bool:
-        return any(member.images.all() for member in self.members)
+        return any(
+            member.first_image if isinstance(member, CardRow) else member.images.all()
+            for member in self.members
+        )
+
+
+# What a cached card's key (fragments.card_key) and the page around it read of a
+# request: fetched as plain rows, no model instance, no prefetch.
+CARD_COLUMNS = (
+    "pk",
+    "status",
+    "upstream_status",
+    "prompt",
+    "action",
+    "model",
+    "aspect_ratio",
+    "resolution",
+    "error_code",
+    "error_message",
+    "visibility",
+    "created_at",
+    "finished_at",
+    "user_id",
+    "group",
+    "group_kind",
+    "starred",
+)
+_DISPLAYS = {
+    name: dict(ImageRequest._meta.get_field(name).flatchoices)
+    for name in ("action", "model")
+}
+
+
+@dataclass
+class CardRow:
+    """A request as a cached card needs it: the columns of CARD_COLUMNS, its
+    author's name and its first image as (id, width, height). `card_html` (or,
+    in the gallery, `tile_html`) is set when its HTML came from the cache."""
+
+    pk: int
+    status: str
+    upstream_status: str
+    prompt: str
+    action: str
+    model: str
+    aspect_ratio: str
+    resolution: str
+    error_code: str
+    error_message: str
+    visibility: str
+    created_at: datetime
+    finished_at: datetime | None
+    user_id: int
+    group: object
+    group_kind: str
+    starred: bool
+    author: str = ""
+    first_image: tuple[int, int, int] | None = None
+    card_html: str = ""
+    tile_html: str = ""
+
+    @property
+    def in_flight(self) -> bool:
+        return self.status in ImageRequest.IN_FLIGHT
+
+    # As Django's get_FOO_display: the choice's label, or the value itself.
+    def get_action_display(self) -> str:
+        return str(_DISPLAYS["action"].get(self.action, self.action))
+
+    def get_model_display(self) -> str:
+        return str(_DISPLAYS["model"].get(self.model, self.model))
 
 
 def group_entry(image_requests: Iterable[ImageRequest]) -> HistoryEntry:
@@ -368,20 +446,169 @@ class HistoryPage:
         return self.filters.querystring(page=self.page.next_page_number())
 
 
-def history_page(*, user, filters: HistoryFilters) -> HistoryPage:
-    """One page of the history, as cards (a group is one) or as a gallery of the
-    requests with an image. Its images are prefetched: a few queries, whatever
-    the length of the history."""
-    if filters.gallery:
-        with_image = GeneratedImage.objects.filter(image_request=OuterRef("pk"))
-        requests_ = history_for(user=user, filters=filters).filter(Exists(with_image))
-        page = Paginator(
-            _for_cards(requests_, user), settings.BANANAWEB_GALLERY_PAGE_SIZE
-        ).get_page(filters.page)
-        return HistoryPage(filters=filters, page=page, entries=list(page))
+def _first_page(cards: QuerySet, counted: QuerySet[ImageRequest]) -> Page:
+    """The first page, with one row more than it shows: a history that fits in
+    it is counted without a COUNT(*); a longer one counts `counted` (the same
+    requests, without the cards' joins)."""
+    size = settings.BANANAWEB_HISTORY_PAGE_SIZE
+    paginator = Paginator(counted, size)
+    rows = list(cards[: size + 1])
+    if len(rows) <= size:
+        paginator.count = len(rows)  # Paginator.count is a cached_property
+    page = paginator.page(1)
+    page.object_list = rows[:size]
+    return page
 
+
+class WindowPage(Page):
+    """A page read with one row more than it shows: whether a next page exists,
+    without counting them all (`uncounted`: the pager shows no total)."""
+
+    uncounted = True
+
+    def __init__(self, rows: list, number: int, paginator: Paginator, size: int):
+        super().__init__(rows[:size], number, paginator)
+        self._has_next = len(rows) > size
+
+    def has_next(self) -> bool:
+        return self._has_next
+
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+    def next_page_number(self) -> int:
+        return self.number + 1
+
+    def previous_page_number(self) -> int:
+        return self.number - 1
+
+    def start_index(self) -> int:
+        return (self.number - 1) * self.paginator.per_page + 1
+
+
+def _window_page(listed, size: int, number: int, rows: list | None = None) -> Page:
+    """Page `number` without a COUNT(*): its rows (unless given) and one more.
+    Past the end (an old link), the last page, as Paginator.get_page gives it.
+    `listed()`: the QuerySet, built only when needed."""
+    offset = (number - 1) * size
+    if rows is None:
+        rows = list(listed()[offset : offset + size + 1])
+    if not rows and number > 1:
+        return Paginator(listed(), size).get_page(number)
+    # Never counted (an uncounted page shows no total).
+    return WindowPage(rows, number, Paginator(ImageRequest.objects.none(), size), size)
+
+
+def _deep_page(listed: QuerySet[ImageRequest], number: int) -> Page:
+    """A page past the first, as ids: the offset walks the index alone
+    (image_request_history, index-only)."""
+    return Paginator(
+        listed.values_list("pk", flat=True), settings.BANANAWEB_HISTORY_PAGE_SIZE
+    ).get_page(number)
+
+
+def _card_rows(requests_: QuerySet[ImageRequest], user) -> QuerySet:
+    """The requests as tuples: CARD_COLUMNS, the author's name and the first
+    image's id, width and height (subqueries on its index: no second query)."""
+    username = get_user_model().USERNAME_FIELD
+    first = GeneratedImage.objects.filter(image_request=OuterRef("pk")).order_by(
+        *GeneratedImage._meta.ordering
+    )
+    return (
+        requests_.with_starred(user)
+        .annotate(
+            first_image_pk=Subquery(first.values("pk")[:1]),
+            first_image_width=Subquery(first.values("width")[:1]),
+            first_image_height=Subquery(first.values("height")[:1]),
+        )
+        .values_list(
+            *CARD_COLUMNS,
+            f"user__{username}",
+            "first_image_pk",
+            "first_image_width",
+            "first_image_height",
+        )
+    )
+
+
+def _as_card_rows(tuples: Iterable[tuple]) -> list[CardRow]:
+    return [
+        CardRow(*values[:-3], first_image=tuple(values[-3:]) if values[-3] else None)
+        for values in tuples
+    ]
+
+
+def _as_request(row: CardRow) -> ImageRequest:
+    """The ImageRequest of a row, built without a query: the row's columns are
+    all a card reads; any other field is deferred (read on use, never wrong)."""
+    db = router.db_for_read(ImageRequest)
+    known = {
+        "id": row.pk,
+        **{name: getattr(row, name) for name in CARD_COLUMNS[1:-1]},
+    }
+    fields = [
+        f.attname for f in ImageRequest._meta.concrete_fields if f.attname in known
+    ]
+    image_request = ImageRequest.from_db(db, fields, [known[f] for f in fields])
+    image_request.starred = row.starred
+    User = get_user_model()
+    image_request.user = User.from_db(
+        db, ["id", User.USERNAME_FIELD], [row.user_id, row.author]
+    )
+    return image_request
+
+
+def _full_cards(
+    rows: list[CardRow], cached, *, tiles: bool = False
+) -> dict[int, object]:
+    """Each row, with its card's (or gallery tile's) cached HTML on it, or, for
+    those whose HTML `cached(rows)` ({pk: html}) doesn't hold (a card in flight,
+    or missing from the cache), an ImageRequest built from it with its first
+    image, to be rendered: no query."""
+    cacheable = rows if tiles else [row for row in rows if not row.in_flight]
+    found = cached(cacheable) if cached else {}
+    cards: dict[int, object] = {}
+    rows_by_pk = {row.pk: row for row in rows}
+    for row in rows:
+        if row.pk in found:
+            setattr(row, "tile_html" if tiles else "card_html", found[row.pk])
+            cards[row.pk] = row
+        else:
+            cards[row.pk] = _as_request(row)
+    for card in cards.values():
+        if isinstance(card, ImageRequest):
+            _with_first_image(card, rows_by_pk[card.pk].first_image)
+    return cards
+
+
+def _with_first_image(image_request: ImageRequest, first: tuple | None) -> None:
+    """Give `image_request.images.all()` its first image alone (or none), as read
+    with its row: all a card or a tile shows of its images (their id, width and
+    height; any other field is deferred). No query, as a prefetch would make."""
+    images = image_request.images.all()
+    if first is None:
+        images._result_cache = []
+    else:
+        db = router.db_for_read(GeneratedImage)
+        fields = ["id", "image_request_id", "width", "height"]
+        pk, width, height = first
+        images._result_cache = [
+            GeneratedImage.from_db(db, fields, [pk, image_request.pk, width, height])
+        ]
+    images._prefetch_done = True
+    image_request._prefetched_objects_cache = {"images": images}
+
+
+def _gallery(user, filters: HistoryFilters) -> QuerySet[ImageRequest]:
+    """The requests the filters select that have an image."""
+    with_image = GeneratedImage.objects.filter(image_request=OuterRef("pk"))
+    return history_for(user=user, filters=filters).filter(Exists(with_image))
+
+
+def _card_listing(user, filters: HistoryFilters) -> QuerySet[ImageRequest]:
+    """The requests listed: a group once, at its first request among those that
+    match."""
     matching = _filtered(user=user, filters=filters)
-    # A group is listed once, at its first request among those that match.
     firsts = (
         matching.filter(group__isnull=False)
         .order_by()
@@ -389,21 +616,122 @@ def history_page(*, user, filters: HistoryFilters) -> HistoryPage:
         .annotate(first=Min("pk"))
         .values("first")
     )
-    cards = _for_cards(
-        _ordered(matching.filter(Q(group__isnull=True) | Q(pk__in=firsts)), filters),
-        user,
+    listed = _ordered(
+        matching.filter(Q(group__isnull=True) | Q(pk__in=firsts)), filters
     )
-    page = Paginator(cards, settings.BANANAWEB_HISTORY_PAGE_SIZE).get_page(filters.page)
-    groups = {r.group for r in page if r.group is not None}
+    return listed
+
+
+def history_page(*, user, filters: HistoryFilters, cached=None) -> HistoryPage:
+    """One page of the history, as cards (a group is one) or as a gallery of the
+    requests with an image: a few queries, whatever the length of the history.
+    The cards are read as CardRows; `cached(rows)` ({pk: html}, see
+    fragments.cached_cards) gives those whose HTML is cached, and only the others
+    are loaded as ImageRequests (their images prefetched) to be rendered."""
+    if filters.gallery:
+        size = settings.BANANAWEB_GALLERY_PAGE_SIZE
+        if filters.narrowed:
+            # The summary says how many match: counted (the requests alone).
+            requests_ = _gallery(user, filters)
+            page = Paginator(requests_, size).get_page(filters.page)
+            offset = (page.number - 1) * size
+            rows = _as_card_rows(_card_rows(requests_, user)[offset : offset + size])
+        else:
+            # Counting every request with an image costs more than the page.
+            offset = (filters.page - 1) * size
+            page = _window_page(
+                lambda: _card_rows(_gallery(user, filters), user),
+                size,
+                filters.page,
+                # The SQL built once per process (bananaweb.compiled).
+                compiled_rows(
+                    ("gallery", filters, size),
+                    lambda u: _card_rows(_gallery(u, filters), u)[
+                        offset : offset + size + 1
+                    ],
+                    model=ImageRequest,
+                    user=user,
+                ),
+            )
+            rows = _as_card_rows(page.object_list)
+        tiles = _full_cards(rows, cached, tiles=True)
+        page.object_list = [tiles[row.pk] for row in rows]
+        return HistoryPage(filters=filters, page=page, entries=page.object_list)
+
+    if filters.page > 1:
+        page = _deep_page(_card_listing(user, filters), filters.page)
+        size = settings.BANANAWEB_HISTORY_PAGE_SIZE
+        offset = (page.number - 1) * size
+        tuples = None
+        if not filters.narrowed:
+            # The page's ids (the offset walking the index alone) and their rows
+            # in one query, its SQL built once per process (bananaweb.compiled).
+            tuples = compiled_rows(
+                ("cards-deep", replace(filters, page=1), size, offset),
+                lambda u: _card_rows(
+                    ImageRequest.objects.filter(
+                        pk__in=_card_listing(u, filters).values("pk")[
+                            offset : offset + size
+                        ]
+                    ).newest_first(),
+                    u,
+                ),
+                model=ImageRequest,
+                user=user,
+            )
+        if tuples is not None:
+            listed_rows = _as_card_rows(tuples)
+        else:
+            ids = list(page.object_list)
+            by_pk = {
+                row.pk: row
+                for row in _as_card_rows(
+                    _card_rows(ImageRequest.objects.filter(pk__in=ids), user)
+                )
+            }
+            listed_rows = [by_pk[pk] for pk in ids if pk in by_pk]
+    elif filters.narrowed:
+        # The summary says how many match: counted (unless they fit in a page).
+        listed = _card_listing(user, filters)
+        page = _first_page(_card_rows(listed, user), listed)
+        listed_rows = _as_card_rows(page.object_list)
+    else:
+        # The first page of the whole history: counting it costs more than the
+        # page; its pager says "Page 1" and links the next.
+        size = settings.BANANAWEB_HISTORY_PAGE_SIZE
+        page = _window_page(
+            lambda: _card_rows(_card_listing(user, filters), user),
+            size,
+            1,
+            compiled_rows(
+                ("cards", filters, size),
+                lambda u: _card_rows(_card_listing(u, filters), u)[: size + 1],
+                model=ImageRequest,
+                user=user,
+            ),
+        )
+        listed_rows = _as_card_rows(page.object_list)
+    groups = {row.group for row in listed_rows if row.group is not None}
     members: dict = {group: [] for group in groups}
     if groups:
+        matching = _filtered(user=user, filters=filters)
         in_groups = matching.filter(group__in=groups).order_by("pk")
-        for member in _for_cards(in_groups, user):
+        for member in _as_card_rows(_card_rows(in_groups, user)):
             members[member.group].append(member)
-    entries = [
-        HistoryEntry(r, tuple(members[r.group])) if r.group else HistoryEntry(r)
-        for r in page
-    ]
+    every = [*listed_rows, *(m for ms in members.values() for m in ms)]
+    # A listed group's first request is one of its members: one row each.
+    unique = list({row.pk: row for row in every}.values())
+    cards = _full_cards(unique, cached)
+    entries = []
+    for row in listed_rows:
+        if row.pk not in cards:
+            continue  # gone since it was listed
+        if row.group is None:
+            entries.append(HistoryEntry(cards[row.pk]))
+        else:
+            shown = tuple(cards[m.pk] for m in members[row.group] if m.pk in cards)
+            entries.append(HistoryEntry(shown[0] if shown else cards[row.pk], shown))
+    page.object_list = [entry.image_request for entry in entries]
     return HistoryPage(filters=filters, page=page, entries=entries)
 
 

@@ -12,7 +12,7 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from bananaweb import crypto, options
+from bananaweb import crypto, logs, options
 
 
 def _in_choices(
@@ -461,6 +461,12 @@ class ImageRequest(models.Model):
     # another body.
     idempotency_key = models.CharField(max_length=100, blank=True)
     request_hash = models.CharField(max_length=64, blank=True)
+    # The id of the web or API request that made it (its log lines' request_id):
+    # the background steps bind it again, so a submission's lines share one id,
+    # whichever path created it and however often the reconciler reschedules it.
+    trace_id = models.CharField(
+        max_length=64, blank=True, default=logs.current_request_id
+    )
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
@@ -477,6 +483,19 @@ class ImageRequest(models.Model):
                 fields=["due_at"],
                 condition=Q(status__in=IN_FLIGHT),
                 name="image_request_in_flight_due",
+            ),
+            # The history's pages and their count: index-only, in its order, on
+            # the live requests (a group's first is found by the group).
+            models.Index(
+                fields=["user", "-created_at", "-id", "group"],
+                condition=Q(deleted_at__isnull=True),
+                name="image_request_history",
+            ),
+            # The Team view: a few percent of every request, newest first.
+            models.Index(
+                fields=["-created_at", "-id", "group", "user"],
+                condition=Q(visibility=Visibility.TEAM, deleted_at__isnull=True),
+                name="image_request_team_history",
             ),
         ]
         constraints = [
@@ -826,3 +845,17 @@ class UserPreference(models.Model):
 
     def __str__(self) -> str:
         return f"Preferences of {self.user}"
+
+
+# --- Task workers ----------------------------------------------------------------
+
+
+class WorkerHeartbeat(models.Model):
+    """A running task worker's last sign of life (`run_worker` beats every few
+    seconds); /readyz wants one seen within the last minute."""
+
+    worker_id = models.CharField(max_length=64, unique=True)
+    seen_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return f"Worker {self.worker_id} seen at {self.seen_at:%H:%M:%S}"

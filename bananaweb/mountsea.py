@@ -297,8 +297,21 @@ class MountseaClient:
                 f"{k}={quote(str(v), safe='')}" for k, v in params.items()
             )
         elapsed_ms = round((time.monotonic() - started) * 1000)
+        result = self._scrub(result)
+        # The fields again for the structured line (bananaweb/logs.py), which also
+        # adds the request id a background step bound.
         logger.info(
-            "%s %s -> %s in %d ms", method, path, self._scrub(result), elapsed_ms
+            "%s %s -> %s in %d ms",
+            method,
+            path,
+            result,
+            elapsed_ms,
+            extra={
+                "method": method,
+                "path": path,
+                "status": result,
+                "duration_ms": elapsed_ms,
+            },
         )
 
     def _scrub(self, text: str) -> str:

@@ -6,15 +6,22 @@ request by id, talks to the upstream through mountsea.py, changes the request
 through its own state methods, and returns the follow-ups to schedule.
 """
 
+import functools
 import logging
 import random
+import time
+from collections.abc import Callable
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+import structlog
 from django.conf import settings
 from django.core.files.base import ContentFile
+from django.core.management import call_command
 from django.db import transaction
+from django.tasks import TaskResultStatus
 from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
 
 from bananaweb import crypto, fetching, images, mountsea, options, public_links
 from bananaweb.followups import FollowUp, Step
@@ -22,6 +29,7 @@ from bananaweb.models import (
     ErrorCode,
     GeneratedImage,
     ImageRequest,
+    ImageRequestQuerySet,
 )
 from bananaweb.tokens import (
     UNDECRYPTABLE,
@@ -36,6 +44,7 @@ from bananaweb.tokens import (
 )
 
 logger = logging.getLogger(__name__)
+jobs_logger = structlog.get_logger("bananaweb.jobs")
 Status = ImageRequest.Status
 
 # Seconds before sending again when the upstream said "not now" without a time
@@ -126,6 +135,56 @@ def _check_image_urls(image_request: ImageRequest) -> str:
     return ""
 
 
+# --- One log line per step --------------------------------------------------------
+
+
+def _job(step: Step) -> Callable:
+    """A step on one request runs with that request's ids bound for every log line
+    inside (the upstream client's too): its own pk and the id of the web or API
+    request that made it. Then one line says how the step ended and how long it took.
+    """
+
+    def decorate(function: Callable[..., list[FollowUp]]) -> Callable:
+        @functools.wraps(function)
+        def run(*, image_request_id: int) -> list[FollowUp]:
+            trace_id = (
+                ImageRequest.objects.filter(pk=image_request_id)
+                .values_list("trace_id", flat=True)
+                .first()
+            )
+            started = time.monotonic()
+            with structlog.contextvars.bound_contextvars(
+                request_id=trace_id or "", image_request_id=image_request_id
+            ):
+                try:
+                    follow_ups = function(image_request_id=image_request_id)
+                except Exception as exc:
+                    jobs_logger.error(
+                        "job",
+                        task=str(step),
+                        outcome="raised",
+                        error=type(exc).__name__,
+                        duration_ms=round((time.monotonic() - started) * 1000),
+                    )
+                    raise
+                jobs_logger.info(
+                    "job",
+                    task=str(step),
+                    # The request's status after the step: "in progress" after a
+                    # poll that must ask again, "completed" after the download...
+                    outcome=ImageRequest.objects.filter(pk=image_request_id)
+                    .values_list("status", flat=True)
+                    .first(),
+                    next=[str(follow_up.step) for follow_up in follow_ups],
+                    duration_ms=round((time.monotonic() - started) * 1000),
+                )
+                return follow_ups
+
+        return run
+
+    return decorate
+
+
 # --- Scheduling the next step -----------------------------------------------------
 
 
@@ -186,6 +245,7 @@ def _no_token_message(user) -> str:
     )
 
 
+@_job(Step.SUBMIT)
 def image_request_submit(*, image_request_id: int) -> list[FollowUp]:
     """Send a saved request upstream, failing over between tokens.
 
@@ -350,6 +410,7 @@ def _next_poll_delay(poll_count: int) -> float:
     return min(first * 1.5**poll_count, settings.BANANAWEB_POLL_MAX_DELAY)
 
 
+@_job(Step.POLL)
 def image_request_poll(*, image_request_id: int) -> list[FollowUp]:
     """Ask the upstream how the task is doing, with the token that submitted it.
 
@@ -415,6 +476,7 @@ def image_request_poll(*, image_request_id: int) -> list[FollowUp]:
 # --- Images -----------------------------------------------------------------------
 
 
+@_job(Step.FETCH_IMAGES)
 def image_request_fetch_images(*, image_request_id: int) -> list[FollowUp]:
     """Download, verify and store every image of a completed task, with thumbnails.
 
@@ -464,6 +526,18 @@ def image_request_fetch_images(*, image_request_id: int) -> list[FollowUp]:
         # Another run of this step (a rescheduled one) may have saved them first.
         locked = ImageRequest.objects.select_for_update().get(pk=image_request.pk)
         if locked.status != Status.IN_PROGRESS or locked.images.exists():
+            # This run's copies are nobody's: left, no row would ever name them.
+            # Unless both runs took the same free name (the other's is then this
+            # run's same bytes, and kept).
+            kept = {
+                name
+                for names in locked.images.values_list("file", "thumbnail")
+                for name in names
+            }
+            for image in stored:
+                for file in (image.file, image.thumbnail):
+                    if file.name not in kept:
+                        file.delete(save=False)
             return []
         if problems:
             text = " ".join(map(str, problems))[:2000]
@@ -495,6 +569,7 @@ def image_request_reconcile(*, limit: int = 500) -> list[FollowUp]:
     (its task died, or its enqueue was lost) gets that step scheduled again,
     with backoff.
     """
+    started = time.monotonic()
     now = timezone.now()
     in_flight = ImageRequest.objects.filter(status__in=ImageRequest.IN_FLIGHT)
     send_cutoff = now - timedelta(
@@ -502,25 +577,65 @@ def image_request_reconcile(*, limit: int = 500) -> list[FollowUp]:
         + settings.MOUNTSEA_READ_TIMEOUT
         + settings.BANANAWEB_SEND_MARGIN
     )
-    in_flight.filter(
-        status=Status.SUBMITTING, sending_started_at__lt=send_cutoff
-    ).mark_outcome_unknown(reason="the worker stopped while sending it")
+    _reconcile_each(
+        in_flight.filter(status=Status.SUBMITTING, sending_started_at__lt=send_cutoff),
+        "marked outcome unknown: the worker stopped while sending it",
+        lambda found: found.mark_outcome_unknown(
+            reason="the worker stopped while sending it"
+        ),
+    )
     lost = now - timedelta(seconds=settings.BANANAWEB_LOST_TASK_GRACE)
     # Claimed, and the worker died before it sent anything: safe to send.
-    in_flight.filter(
-        status=Status.SUBMITTING, sending_started_at__isnull=True, due_at__lt=lost
-    ).update(status=Status.QUEUED)
-    in_flight.filter(
-        status=Status.QUEUED,
-        created_at__lt=now - timedelta(seconds=settings.BANANAWEB_SUBMIT_DEADLINE),
-    ).expire()
+    _reconcile_each(
+        in_flight.filter(
+            status=Status.SUBMITTING, sending_started_at__isnull=True, due_at__lt=lost
+        ),
+        "queued again: claimed, never sent",
+        lambda found: found.update(status=Status.QUEUED),
+    )
+    _reconcile_each(
+        in_flight.filter(
+            status=Status.QUEUED,
+            created_at__lt=now - timedelta(seconds=settings.BANANAWEB_SUBMIT_DEADLINE),
+        ),
+        "expired: not sent by the submit deadline",
+        lambda found: found.expire(),
+    )
 
     follow_ups: list[FollowUp] = []
     overdue = in_flight.exclude(status=Status.SUBMITTING).filter(due_at__lt=lost)
     for image_request in overdue.order_by("due_at")[:limit]:
         if follow_up := _recover(image_request, now=now):
             follow_ups.append(follow_up)
+    jobs_logger.info(
+        "job",
+        task=str(Step.RECONCILE),
+        outcome=f"{len(follow_ups)} steps scheduled again",
+        duration_ms=round((time.monotonic() - started) * 1000),
+    )
     return follow_ups
+
+
+def _reconcile_each(
+    requests: ImageRequestQuerySet, action: str, change: Callable[..., int]
+) -> None:
+    """One of the reconciler's changes, in one query as before, then a line for
+    each request it found, under that request's ids."""
+    found = list(requests.values_list("pk", "trace_id"))
+    if not found:
+        return
+    # The same conditions, on the requests just read: one a live step changed in
+    # between is left alone, so the lines then say "tried".
+    changed = change(requests.filter(pk__in=[pk for pk, _ in found]))
+    for pk, trace_id in found:
+        with structlog.contextvars.bound_contextvars(
+            request_id=trace_id, image_request_id=pk
+        ):
+            jobs_logger.warning(
+                "reconciler",
+                action=action,
+                outcome="done" if changed == len(found) else "tried",
+            )
 
 
 RECOVERY_FIELDS = (
@@ -565,10 +680,24 @@ def _recover(image_request: ImageRequest, *, now) -> FollowUp | None:
         **{name: getattr(image_request, name) for name in RECOVERY_FIELDS}
     )
     if updated and follow_up:
-        logger.warning(
-            "Request %s: its %s step was lost; scheduled again.", image_request.pk, step
-        )
+        with structlog.contextvars.bound_contextvars(
+            request_id=image_request.trace_id, image_request_id=image_request.pk
+        ):
+            logger.warning(
+                "Request %s: its %s step was lost; scheduled again.",
+                image_request.pk,
+                step,
+            )
         return follow_up
+    if updated:
+        with structlog.contextvars.bound_contextvars(
+            request_id=image_request.trace_id, image_request_id=image_request.pk
+        ):
+            jobs_logger.warning(
+                "reconciler",
+                action=f"ended: {image_request.error_message}",
+                outcome="done",
+            )
     return None
 
 
@@ -594,3 +723,27 @@ def _image_build(
     )
     image.thumbnail.save(f"thumb-{position}.webp", ContentFile(thumbnail), save=False)
     return image
+
+
+# --- The task queue's housekeeping --------------------------------------------------
+
+
+def task_results_prune() -> list[FollowUp]:
+    """Delete the queue's rows of tasks long finished (django-tasks-db's own
+    prune_db_task_results), and those a killed worker left running as long ago:
+    the reconciler has long since scheduled their steps again."""
+    days = settings.BANANAWEB_TASK_RESULT_RETENTION_DAYS
+    call_command(
+        "prune_db_task_results", queue_name="*", min_age_days=days, verbosity=0
+    )
+    abandoned, _ = DBTaskResult.objects.filter(
+        status=TaskResultStatus.RUNNING,
+        started_at__lte=timezone.now() - timedelta(days=days),
+    ).delete()
+    if abandoned:
+        logger.warning(
+            "Deleted %s task rows left running by a stopped worker over %s days ago.",
+            abandoned,
+            days,
+        )
+    return []

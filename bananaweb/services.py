@@ -21,6 +21,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from bananaweb import images, options, tokens
+from bananaweb.compiled import compiled_rows
 from bananaweb.followups import FollowUp, Step
 from bananaweb.models import (
     GeneratedImage,
@@ -60,29 +61,81 @@ class QuotaUsage:
 
 
 def quota_usage(*, user) -> QuotaUsage:
-    # Deleted requests count too: deleting gives no quota back.
+    return _quota_and_preference(user)[0]
+
+
+def quota_and_default_visibility(*, user) -> tuple[QuotaUsage, str]:
+    """The main page's forms' side (the quota, who sees a new request) in one
+    query."""
+    return _quota_and_preference(user)
+
+
+def _quota_and_preference(user) -> tuple[QuotaUsage, str]:
+    quota, visibility, _ = _quota_preference_and_key(user, idempotency_key="")
+    return quota, visibility
+
+
+def _quota_preference_and_key(
+    user, *, idempotency_key: str
+) -> tuple[QuotaUsage, str, int | None]:
+    """The quota, the default visibility and the id of the request an idempotency
+    key already made (None if none, or no key), in one query."""
+    day_start = local_day_start()
+    if not idempotency_key:
+        # Every page's query: its SQL built once per process (bananaweb.compiled).
+        rows = compiled_rows(
+            ("quota",), _quota_row, model=ImageRequest, user=user, day_start=day_start
+        )
+        if rows:
+            limit, visibility, used = rows[0]
+            return (*_quota_and_visibility(limit, visibility, used, day_start), None)
+    row = _quota_row(user, day_start)
+    if idempotency_key:
+        made = ImageRequest.objects.filter(
+            user=OuterRef("pk"), idempotency_key=idempotency_key
+        )
+        row = row.annotate(made=Subquery(made.values("pk")[:1]))
+    row = row.get()
+    quota, chosen = _quota_and_visibility(
+        row["quota__daily_limit"],
+        row["preference__default_visibility"],
+        row["used"],
+        day_start,
+    )
+    return quota, chosen, row.get("made")
+
+
+def _quota_row(user, day_start: datetime):
+    """The user's own limit (if any), default visibility and requests counted
+    today, in one query (every page shows them), in that order."""
+    # Deleted requests count too: deleting gives no quota back. As counting_today,
+    # with the day's start given (a stand-in, for bananaweb.compiled).
     counted = (
-        ImageRequest.objects.filter(user=OuterRef("pk"))
-        .counting_today()
+        ImageRequest.objects.filter(
+            user=OuterRef("pk"), counts_toward_quota=True, created_at__gte=day_start
+        )
         .order_by()
         .values("user")
         .annotate(count=Count("pk"))
         .values("count")
     )
-    # One query (every page shows it): the user's own limit, if any, and the count.
-    row = (
+    return (
         get_user_model()
         .objects.filter(pk=user.pk)
-        .values("quota__daily_limit")
+        .values("quota__daily_limit", "preference__default_visibility")
         .annotate(used=Coalesce(Subquery(counted), 0))
-        .get()
     )
-    limit = row["quota__daily_limit"]
-    return QuotaUsage(
+
+
+def _quota_and_visibility(
+    limit, chosen, used: int, day_start: datetime
+) -> tuple[QuotaUsage, str]:
+    quota = QuotaUsage(
         limit=settings.BANANAWEB_DEFAULT_DAILY_QUOTA if limit is None else limit,
-        used=row["used"],
-        resets_at=local_day_start() + timedelta(days=1),
+        used=used,
+        resets_at=day_start + timedelta(days=1),
     )
+    return quota, chosen or settings.BANANAWEB_DEFAULT_VISIBILITY
 
 
 # --- Preferences -------------------------------------------------------------------
@@ -199,8 +252,10 @@ def image_requests_create(
             raise ValidationError(
                 {"references": "That image is not one of yours, nor one you can see."}
             )
-    if visibility is None:
-        visibility = default_visibility(user=user)
+    if visibility is not None and visibility not in ImageRequest.Visibility.values:
+        raise ValidationError(
+            {"visibility": "Choose private (only you) or team (every member)."}
+        )
     count = len(verified) + len(references)
     group = uuid.uuid4() if len(variants) > 1 else None
     built = []
@@ -226,10 +281,17 @@ def image_requests_create(
             image_urls=values["image_urls"] or [],
             group=group,
             group_kind=group_kind if group else "",
-            visibility=visibility,
+            # None: the user's default, read below with the quota.
+            visibility=visibility or settings.BANANAWEB_DEFAULT_VISIBILITY,
         )
         image_request.pending_references = count
-        image_request.full_clean(exclude=["idempotency_key"])
+        # No constraint is checked by a query each (eight round trips): clean()
+        # applies options.option_errors, the rules of the option constraints;
+        # the status is the default one, the visibility was checked above. The
+        # user is the signed-in one (or the API token's): its row exists.
+        image_request.full_clean(
+            exclude=["idempotency_key", "user"], validate_constraints=False
+        )
         built.append(image_request)
     if idempotency_key:
         first = built[0]
@@ -244,23 +306,30 @@ def image_requests_create(
 
     with transaction.atomic():
         # Lock the user's row so two submissions can't both take the last request,
-        # nor both use one idempotency key.
-        get_user_model().objects.select_for_update().filter(pk=user.pk).first()
-        if idempotency_key and (
-            first := ImageRequest.objects.filter(
-                user=user, idempotency_key=idempotency_key
-            ).first()
-        ):
+        # nor both use one idempotency key. A statement of its own: the reads
+        # below must see what a submission that held the lock committed.
+        get_user_model().objects.select_for_update().filter(pk=user.pk).values_list(
+            "pk"
+        ).first()
+        usage, chosen, made = _quota_preference_and_key(
+            user, idempotency_key=idempotency_key
+        )
+        if made is not None:
+            first = ImageRequest.objects.get(pk=made)
             if first.request_hash != built[0].request_hash:
                 raise IdempotencyConflict
             return _with_group(first)
-        usage = quota_usage(user=user)
         if usage.used + len(built) > usage.limit:
             raise QuotaExceeded(usage.limit, usage.resets_at)
         sources = [*(_store_upload(user, v) for v in verified), *references]
+        # What is left once these are made: the page shows it, no query to tell.
+        left = QuotaUsage(usage.limit, usage.used + len(built), usage.resets_at)
         for image_request in built:
+            if visibility is None:
+                image_request.visibility = chosen
             image_request.save()
             image_request.starred = False  # by nobody yet: no query to tell
+            image_request.quota_left = left
             Reference.objects.bulk_create(
                 Reference(
                     image_request=image_request,

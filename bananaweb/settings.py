@@ -67,6 +67,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: the request id and one log line for every answer, redirects included.
+    "bananaweb.logs.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "bananaweb.middleware.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -128,12 +130,29 @@ for _database in DATABASES.values():
     if _database["ENGINE"] == "django.db.backends.sqlite3":
         _database["OPTIONS"] = SQLITE_OPTIONS | _database.get("OPTIONS", {})
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-# One cache shared by every process (rate limits must count across them): the
-# database's, whose table a migration creates.
+# One cache shared by every process and machine (rate limits must count across
+# them), never a per-process one: Redis when CACHE_URL or REDIS_URL names one
+# (Django's own RedisCache), else the database's, whose table a migration creates.
+CACHE_URL = os.environ.get("CACHE_URL") or os.environ.get("REDIS_URL", "")
+if CACHE_URL and not CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured(
+        "CACHE_URL (or REDIS_URL) must name a Redis server: redis://host:6379/0, "
+        "rediss:// for TLS, or unix:///path/to/socket. Unset it to use the database."
+    )
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": CACHE_URL,
+        # Several sites may share one Redis.
+        "KEY_PREFIX": "bananaweb",
+    }
+    if CACHE_URL
+    else {
+        # Django's, with a one-statement set_many (the cards' HTML, fragments.py).
+        "BACKEND": "bananaweb.cache.DatabaseCache",
         "LOCATION": "bananaweb_cache",
+        # Room for the cached cards (Django's default, 300, would cull every page).
+        "OPTIONS": {"MAX_ENTRIES": 100_000},
     }
 }
 
@@ -186,9 +205,38 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
-# Media is never served as public files: images go through views that check ownership.
+# Media is never served as public files: images go through views that check ownership
+# (bananaweb/media.py streams them). Local files under MEDIA_ROOT, or, when
+# AWS_STORAGE_BUCKET_NAME is set, private objects in an S3-compatible bucket
+# (django-storages). Its keys come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY
+# (or an instance role), read by boto3 itself: never copied into the settings.
+AWS_STORAGE_BUCKET_NAME = os.environ.get("AWS_STORAGE_BUCKET_NAME", "").strip()
+MEDIA_STORAGE = (
+    {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": AWS_STORAGE_BUCKET_NAME,
+            # MinIO, R2, moto...: their URL; unset for AWS itself.
+            "endpoint_url": os.environ.get("AWS_S3_ENDPOINT_URL", "").strip() or None,
+            "region_name": os.environ.get("AWS_S3_REGION_NAME", "").strip() or None,
+            # "path" for stores without a DNS name per bucket (often MinIO).
+            "addressing_style": os.environ.get("AWS_S3_ADDRESSING_STYLE", "").strip()
+            or None,
+            "location": os.environ.get("AWS_LOCATION", "").strip().strip("/"),
+            # Private: no ACL is sent, so objects get the bucket owner's alone;
+            # any URL made for an object is signed and short-lived; a name in
+            # use is never overwritten (a second save gets a name of its own).
+            "default_acl": None,
+            "querystring_auth": True,
+            "querystring_expire": 300,
+            "file_overwrite": False,
+        },
+    }
+    if AWS_STORAGE_BUCKET_NAME
+    else {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+)
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": MEDIA_STORAGE,
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if not DEBUG
@@ -218,6 +266,9 @@ SESSION_COOKIE_HTTPONLY = True
 # HTTPS only, unless developing: HSTS, the redirect and Secure cookies.
 HTTPS_ONLY = env_bool("BANANAWEB_HTTPS", not BANANAWEB_DEV)
 SECURE_SSL_REDIRECT = HTTPS_ONLY
+# Load balancers probe the processes over plain HTTP inside the network: a redirect
+# to HTTPS would read as "down". These two answers carry no secret and no cookie.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 SECURE_HSTS_SECONDS = env_int("BANANAWEB_HSTS_SECONDS", 31536000) if HTTPS_ONLY else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("BANANAWEB_HSTS_INCLUDE_SUBDOMAINS", True)
 SECURE_HSTS_PRELOAD = env_bool("BANANAWEB_HSTS_PRELOAD", True)
@@ -239,18 +290,41 @@ PERMISSIONS_POLICY = (
 
 DEFAULT_EXCEPTION_REPORTER_FILTER = "bananaweb.debug.AlwaysSafeExceptionReporterFilter"
 
+# One structured line per request and per background job, every logger through
+# the same structlog formatter (bananaweb/logs.py): JSON lines for a log shipper
+# with BANANAWEB_LOG_FORMAT=json, plain console lines otherwise.
+BANANAWEB_LOG_FORMAT = os.environ.get("BANANAWEB_LOG_FORMAT", "").strip().lower()
+if BANANAWEB_LOG_FORMAT not in ("", "console", "json"):
+    raise ImproperlyConfigured(
+        f"BANANAWEB_LOG_FORMAT is {BANANAWEB_LOG_FORMAT!r}: set it to json (one JSON "
+        "object a line) or console (the default: plain lines)."
+    )
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+        "structured": {
+            "()": "bananaweb.logs.formatter",
+            "log_format": BANANAWEB_LOG_FORMAT or "console",
+        }
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "structured"}
+    },
+    "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
-        "bananaweb": {"handlers": ["console"], "level": "INFO"},
-        # A 500's traceback goes to the console too (Django mails it only when
-        # ADMINS are set, and never with DEBUG off otherwise).
-        "django.request": {"handlers": ["console"], "level": "ERROR"},
+        "bananaweb": {"level": "INFO"},
+        # Django's own console handler off: its lines reach the root's, once.
+        "django": {"handlers": [], "level": "INFO"},
+        # A 500's traceback; the other answers are in the request lines already.
+        "django.request": {"level": "ERROR"},
+        # gunicorn's worker processes (its access log stays off: the request
+        # lines replace it).
+        "gunicorn.error": {
+            "handlers": ["console"],
+            "level": "INFO",
+            "propagate": False,
+        },
     },
 }
 
@@ -318,6 +392,12 @@ BANANAWEB_LOST_TASK_GRACE = env_float("BANANAWEB_LOST_TASK_GRACE", 90)
 BANANAWEB_SEND_MARGIN = env_float("BANANAWEB_SEND_MARGIN", 30)
 # Tries to download a finished image when the failure may pass (timeouts, 5xx).
 BANANAWEB_FETCH_ATTEMPTS = env_int("BANANAWEB_FETCH_ATTEMPTS", 5)
+# The task queue's table keeps a finished task's row this long (and one a killed
+# worker left running), so that it does not grow forever; pruned every hour.
+BANANAWEB_TASK_RESULT_RETENTION_DAYS = env_int(
+    "BANANAWEB_TASK_RESULT_RETENTION_DAYS", 7
+)
+BANANAWEB_TASK_PRUNE_INTERVAL = 60 * 60
 
 # --- Secrets at rest ----------------------------------------------------------
 # Fernet keys, newest first; never derived from SECRET_KEY outside development.

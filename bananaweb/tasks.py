@@ -36,6 +36,15 @@ def image_request_reconcile_task() -> None:
 
 
 @task()
+def task_results_prune_task() -> None:
+    """Its own job on its own schedule, like the reconciler."""
+    schedule(
+        FollowUp(Step.PRUNE_TASK_RESULTS, delay=settings.BANANAWEB_TASK_PRUNE_INTERVAL)
+    )
+    schedule(*pipeline.task_results_prune())
+
+
+@task()
 def token_check_task(token_id: int, actor_id: int | None = None) -> None:
     schedule(*tokens.token_check(token_id=token_id, actor_id=actor_id))
 
@@ -52,6 +61,7 @@ TASKS: dict[Step, Task] = {
     Step.RECONCILE: image_request_reconcile_task,
     Step.CHECK_TOKEN: token_check_task,
     Step.RECHECK_TOKEN: token_recheck_task,
+    Step.PRUNE_TASK_RESULTS: task_results_prune_task,
 }
 
 

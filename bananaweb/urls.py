@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from bananaweb import dashboard, views
+from bananaweb import dashboard, health, views
 
 urlpatterns = [
     path("", views.index, name="index"),
@@ -10,6 +10,7 @@ urlpatterns = [
     path("requests/options/", views.request_options, name="request-options"),
     path("requests/<int:pk>/", views.request_detail, name="request-detail"),
     path("requests/<int:pk>/card/", views.request_card, name="request-card"),
+    path("requests/updates/", views.request_updates, name="request-updates"),
     path(
         "requests/<int:pk>/resubmit/", views.request_resubmit, name="request-resubmit"
     ),
@@ -52,4 +53,7 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    # For load balancers: no sign-in, no trailing slash, plain HTTP allowed.
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
 ]

@@ -1,6 +1,10 @@
+import io
+import logging
+
 import pytest
 from django.tasks import default_task_backend
 
+from bananaweb import logs
 from tests.factories import UpstreamTokenFactory, UserFactory
 
 
@@ -23,6 +27,22 @@ def client_logged_in(client, user):
 @pytest.fixture
 def upstream_token(db):
     return UpstreamTokenFactory(name="main", secret_value="test-upstream-token")
+
+
+@pytest.fixture
+def formatted_logs() -> io.StringIO:
+    """Every log line as production writes it (bananaweb/logs.py's formatter), in
+    both BANANAWEB_LOG_FORMATs (json and console) at once: what the secrecy tests
+    read besides caplog."""
+    stream = io.StringIO()
+    handlers = [logging.StreamHandler(stream) for _ in logs.LOG_FORMATS]
+    root = logging.getLogger()
+    for handler, log_format in zip(handlers, logs.LOG_FORMATS, strict=True):
+        handler.setFormatter(logs.formatter(log_format))
+        root.addHandler(handler)
+    yield stream
+    for handler in handlers:
+        root.removeHandler(handler)
 
 
 @pytest.fixture

@@ -91,7 +91,7 @@ DROPPED = (
     "WEB_CONCURRENCY",
     "GUNICORN_CMD_ARGS",
 )
-DROPPED_PREFIXES = ("MOUNTSEA_", "BANANAWEB_", "PYTEST_")
+DROPPED_PREFIXES = ("MOUNTSEA_", "BANANAWEB_", "PYTEST_", "AWS_")
 
 
 def clean_environ() -> dict[str, str]:

@@ -69,7 +69,9 @@ def sim_token(db):
 
 
 @pytest.fixture(autouse=True)
-def no_secret_escapes(request, db, caplog, client, admin_client, sim_token):
+def no_secret_escapes(
+    request, db, caplog, formatted_logs, client, admin_client, sim_token
+):
     """Issue 10: across every case of the matrix, no log record and no page about
     the requests (card, detail, admin, the gateway's answer) holds a secret: the
     upstream token, a personal API token, SECRET_KEY or an encryption key."""
@@ -84,7 +86,11 @@ def no_secret_escapes(request, db, caplog, client, admin_client, sim_token):
         *settings.BANANAWEB_ENCRYPTION_KEYS,
     ]
     client.force_login(user)
-    seen = [caplog.text, *(record.getMessage() for record in caplog.records)]
+    seen = [
+        caplog.text,
+        formatted_logs.getvalue(),  # as written, in JSON and console lines
+        *(record.getMessage() for record in caplog.records),
+    ]
     for image_request in ImageRequest.objects.all():
         GatewayTask.objects.get_or_create(image_request=image_request)
         task_id = image_request.gateway_task.task_id
@@ -93,7 +99,7 @@ def no_secret_escapes(request, db, caplog, client, admin_client, sim_token):
             json.dumps(image_request.exchange),
             json.dumps(image_request.result),
             client.get(reverse("request-detail", args=[image_request.pk])).content,
-            client.get(reverse("request-card", args=[image_request.pk])).content,
+            client.get(reverse("request-updates"), {"ids": image_request.pk}).content,
             client.get(
                 f"/api/gemini/task/result?taskId={task_id}", headers=bearer(personal)
             ).content,

@@ -378,10 +378,13 @@ def test_a_group_is_one_card_with_a_tile_each(client_logged_in, user):
     assert "4 variations" in html
     assert all(shown(html, *members, single))
     assert reverse("group-download", args=[members[0].group]) in html
-    # The tiles in flight poll themselves, as cards do.
-    assert html.count('hx-trigger="every 2s"') == 2
+    # The tiles in flight join the page's one poll, as cards do.
+    assert html.count('hx-trigger="every 2s"') == 1
+    assert html.count('form="request-poll"') == 2 * 2  # an id and a version each
     tile = client_logged_in.get(
-        reverse("request-card", args=[members[0].pk]), headers={"HX-Request": "true"}
+        reverse("request-updates"),
+        {"ids": members[0].pk},
+        headers={"HX-Request": "true"},
     )
     assert tile.status_code == HTMX_STOP_POLLING
     assert "hx-trigger" not in tile.content.decode()
@@ -404,7 +407,9 @@ def test_variations_just_made_join_the_history_as_one_group_card(client_logged_i
     assert response.status_code == 200
     assert 'hx-swap-oob="afterbegin:#history-list"' in html
     assert html.count('class="card-group"') == 1 and "3 variations" in html
-    assert html.count('hx-trigger="every 2s"') == 3  # each tile polls itself
+    # Each tile joins the page's one poll, (re)started with them.
+    assert html.count('name="ids" value=') == 3
+    assert html.count('hx-trigger="every 2s"') == 1
 
 
 def test_a_group_counts_once_in_the_pages(client_logged_in, user, settings):
@@ -489,7 +494,10 @@ def test_a_star_in_flight_keeps_the_card_polling(client_logged_in, user):
     response = client_logged_in.post(
         reverse("request-star", args=[running.pk]), {"starred": "1"}, headers=HTMX
     )
-    assert 'hx-trigger="every 2s"' in response.content.decode()
+    # It still names itself to the page's poller.
+    assert f'name="ids" value="{running.pk}" form="request-poll"' in (
+        response.content.decode()
+    )
 
 
 # --- downloads ----------------------------------------------------------------------------

@@ -946,7 +946,7 @@ def test_client_repr_hides_the_token(mountsea_client):
     ],
 )
 def test_token_echoed_by_the_upstream_is_scrubbed(
-    upstream, mountsea_client, caplog, status, body
+    upstream, mountsea_client, caplog, formatted_logs, status, body
 ):
     caplog.set_level(logging.DEBUG)
     upstream.post(
@@ -958,7 +958,7 @@ def test_token_echoed_by_the_upstream_is_scrubbed(
 
     outcome = mountsea_client.generate(PAYLOAD)
 
-    assert_token_hidden(outcome, caplog.text)
+    assert_token_hidden(outcome, caplog.text + formatted_logs.getvalue())
     assert TOKEN not in json.dumps(getattr(outcome, "errors", {}))
 
 
@@ -984,17 +984,19 @@ def test_token_echoed_in_a_task_error_is_scrubbed(upstream, mountsea_client):
         requests.exceptions.SSLError(f"ssl {TOKEN}"),
     ],
 )
-def test_token_in_an_exception_text_is_scrubbed(upstream, mountsea_client, caplog, exc):
+def test_token_in_an_exception_text_is_scrubbed(
+    upstream, mountsea_client, caplog, formatted_logs, exc
+):
     caplog.set_level(logging.DEBUG)
     upstream.post(GENERATE_URL, body=exc)
 
     outcome = mountsea_client.generate(PAYLOAD)
 
     assert isinstance(outcome, NetworkError)
-    assert_token_hidden(outcome, caplog.text)
+    assert_token_hidden(outcome, caplog.text + formatted_logs.getvalue())
 
 
-def test_token_in_a_socket_error_is_scrubbed(monkeypatch, caplog):
+def test_token_in_a_socket_error_is_scrubbed(monkeypatch, caplog, formatted_logs):
     caplog.set_level(logging.DEBUG)
 
     def fails(*args, **kwargs):
@@ -1007,10 +1009,12 @@ def test_token_in_a_socket_error_is_scrubbed(monkeypatch, caplog):
     assert outcome == NetworkError(
         "Could not reach the image service: no route to host for ****.", sent=False
     )
-    assert_token_hidden(outcome, caplog.text)
+    assert_token_hidden(outcome, caplog.text + formatted_logs.getvalue())
 
 
-def test_token_never_reaches_the_logs_on_a_real_exchange(serve_once, caplog):
+def test_token_never_reaches_the_logs_on_a_real_exchange(
+    serve_once, caplog, formatted_logs
+):
     caplog.set_level(logging.DEBUG)
 
     def answer(conn):
@@ -1023,8 +1027,8 @@ def test_token_never_reaches_the_logs_on_a_real_exchange(serve_once, caplog):
     outcome = make_client(serve_once(answer)).generate(PAYLOAD)
 
     assert isinstance(outcome, AuthFailed)
-    assert_token_hidden(outcome, caplog.text)
-    assert "Bearer" not in caplog.text
+    assert_token_hidden(outcome, caplog.text + formatted_logs.getvalue())
+    assert "Bearer" not in caplog.text + formatted_logs.getvalue()
 
 
 @pytest.mark.parametrize(

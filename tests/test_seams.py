@@ -8,7 +8,6 @@ import responses
 from django.core.management import call_command
 from django.db import IntegrityError, transaction
 from django.tasks import default_task_backend
-from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
@@ -68,10 +67,12 @@ def test_reconciler_is_its_own_job_and_books_its_next_run(
     assert next_run.task.run_after > timezone.now()
 
 
-@override_settings(TASKS={"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}})
 def test_start_background_seeds_once_and_schedules_the_reconciler_once(
     transactional_db, settings
 ):
+    # Both through the fixture: an override_settings decorator beside it would be
+    # undone first, and the fixture's teardown would then put its TASKS back.
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
     settings.MOUNTSEA_API_TOKEN = "sim-start-1234"
     call_command("start_background")
     call_command("start_background")

@@ -361,7 +361,7 @@ def test_no_token_card_links_admins_to_add_one(client, db):
 
 @responses.activate
 def test_secret_never_reaches_the_logs(
-    user, caplog, django_capture_on_commit_callbacks
+    user, caplog, formatted_logs, django_capture_on_commit_callbacks
 ):
     caplog.set_level(logging.DEBUG)
     UpstreamTokenFactory(name="failing", secret_value=SECRET, priority=2)
@@ -388,6 +388,7 @@ def test_secret_never_reaches_the_logs(
     image_request.refresh_from_db()
     assert image_request.status == ImageRequest.Status.IN_PROGRESS
     everything = caplog.text + str(image_request.exchange) + image_request.error_message
+    everything += formatted_logs.getvalue()  # as written, in JSON and console lines
     everything += " ".join(UpstreamToken.objects.values_list("last_error", flat=True))
     everything += " ".join(
         UpstreamToken.objects.values_list("suspended_reason", flat=True)

@@ -206,13 +206,20 @@ def test_options_fragment_keeps_a_choice_the_new_model_allows(client_logged_in):
 # --- cards and polling ------------------------------------------------------------------
 
 
+# The page's one poll (request-updates) is tested in tests/test_page_poll.py.
+
+
+def updates(client, image_request):
+    return client.get(
+        reverse("request-updates"), {"ids": image_request.pk}, headers=HTMX
+    )
+
+
 def test_in_flight_card_keeps_polling(client_logged_in, user):
     image_request = ImageRequestFactory(
         user=user, status=Status.IN_PROGRESS, upstream_status="processing"
     )
-    response = client_logged_in.get(
-        reverse("request-card", args=[image_request.pk]), headers=HTMX
-    )
+    response = updates(client_logged_in, image_request)
     assert response.status_code == 200
     assert 'hx-trigger="every 2s"' in response.content.decode()
     assert "In progress (processing)" in response.content.decode()
@@ -222,9 +229,7 @@ def test_terminal_card_stops_polling(client_logged_in, user):
     image_request = ImageRequestFactory(
         user=user, status=Status.FAILED, error_message="The model refused."
     )
-    response = client_logged_in.get(
-        reverse("request-card", args=[image_request.pk]), headers=HTMX
-    )
+    response = updates(client_logged_in, image_request)
     assert response.status_code == HTMX_STOP_POLLING
     html = response.content.decode()
     assert "hx-trigger" not in html
@@ -235,18 +240,16 @@ def test_card_polling_reads_only_the_database(
     client_logged_in, user, django_assert_max_num_queries
 ):
     image_request = ImageRequestFactory(user=user, status=Status.IN_PROGRESS)
-    with django_assert_max_num_queries(4):
-        client_logged_in.get(
-            reverse("request-card", args=[image_request.pk]), headers=HTMX
-        )
+    # Session, user, the cards' versions; this one is new to the page (no
+    # `since`): it, then its images.
+    with django_assert_max_num_queries(5):
+        updates(client_logged_in, image_request)
 
 
 def test_completed_card_shows_thumbnail_and_edit_link(client_logged_in, user):
     image_request = ImageRequestFactory(user=user, status=Status.COMPLETED)
     image = make_image(image_request)
-    html = client_logged_in.get(
-        reverse("request-card", args=[image_request.pk])
-    ).content.decode()
+    html = client_logged_in.get(reverse("index")).content.decode()
     assert reverse("image-file", args=[image_request.pk, image.pk, "thumbnail"]) in html
     # "Edit this image" starts from bananaweb's stored copy, not the upstream's URL.
     assert f"?action=edit&amp;references={image.pk}#edit-form" in html

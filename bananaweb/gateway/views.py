@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from bananaweb import options
+from bananaweb import media, options
 from bananaweb import services as bananaweb_services
 from bananaweb.gateway import openapi, results, services
 from bananaweb.gateway.auth import ApiError, ApiRequest, api_view
@@ -152,7 +152,7 @@ def api_image(request: ApiRequest, image_id: str) -> FileResponse:
     )
     if image is None:
         raise ApiError(404, "No such image among yours.")
-    return FileResponse(image.file.open("rb"), content_type=image.content_type)
+    return media.file_response(image.file, content_type=image.content_type)
 
 
 @api_view("GET", auth="public")

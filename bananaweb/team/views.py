@@ -8,7 +8,6 @@ from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
 from django.http import (
-    FileResponse,
     Http404,
     HttpRequest,
     HttpResponse,
@@ -24,7 +23,7 @@ from django.utils.text import slugify
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from bananaweb import downloads, history
+from bananaweb import downloads, history, media
 from bananaweb.models import GeneratedImage
 from bananaweb.team import selectors, services
 from bananaweb.team.forms import (
@@ -486,8 +485,8 @@ def _shared_file(
     content_type = "image/webp" if thumbnail else image.content_type
     suffix = ".webp" if thumbnail else PurePosixPath(image.file.name).suffix.lower()
     # A name of its own: the stored path says whose it is.
-    response = FileResponse(
-        file.open("rb"), content_type=content_type, filename=f"image-{n}{suffix}"
+    response = media.file_response(
+        file, content_type=content_type, filename=f"image-{n}{suffix}"
     )
     return _public(response)
 

@@ -2,6 +2,8 @@ from datetime import timedelta
 
 from django import template
 
+from bananaweb import polling
+
 register = template.Library()
 
 
@@ -18,3 +20,9 @@ def duration(value: timedelta | None) -> str:
         return f"{minutes} min {seconds:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
+
+
+@register.filter
+def card_version(image_request) -> str:
+    """What the page's poller says a card in flight shows (bananaweb.polling)."""
+    return polling.card_version(image_request)

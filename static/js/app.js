@@ -10,8 +10,9 @@ document.addEventListener("keydown", (event) => {
   form.requestSubmit();
 });
 
-// A card in flight is replaced every 2 s, and a replaced element's own live region is not
-// announced reliably; so one region that stays on the page says when a card's status changes.
+// A card in flight is replaced when the page's poll brings it back changed (out of band), and a
+// replaced element's own live region is not announced reliably; so one region that stays on
+// the page says when a card's status changes.
 const seenStatus = new Map();
 
 function noteCards(root, announce) {

@@ -1,7 +1,7 @@
 // The history's helpers: the tab's title counts the requests in flight ("(2) Images"); an
-// opt-in notification says when one finishes while the tab is in the background; the
-// search form follows the address bar (the back button, "Clear"); a search's count is
-// announced. Everything works without it. In a block of its own: the page's other
+// opt-in notification says when one finishes while the tab is in the background; a card in
+// flight counts its seconds; the search form follows the address bar (the back button,
+// "Clear"); a search's count is announced. Everything works without it. In a block of its own: the page's other
 // scripts share the global scope.
 (() => {
   const IN_FLIGHT = new Set(["queued", "submitting", "in_progress"]);
@@ -77,6 +77,32 @@
       });
     }
   }
+
+  // --- How long a card in flight has taken ----------------------------------------------
+  // The page's poll brings a card back only when its status changes, so its "12 s so far"
+  // counts on here, from the seconds the server rendered (no clock of ours to trust).
+
+  const rendered = new WeakMap(); // .card__time -> [seconds as rendered, when first seen]
+
+  function duration(total) {
+    // As the server's `duration` filter: "4 s", "2 min 05 s", "1 h 03 min".
+    const seconds = Math.max(Math.floor(total), 0);
+    if (seconds < 60) return `${seconds} s`;
+    const minutes = Math.floor(seconds / 60);
+    const pad = (n) => String(n).padStart(2, "0");
+    if (minutes < 60) return `${minutes} min ${pad(seconds % 60)} s`;
+    return `${Math.floor(minutes / 60)} h ${pad(minutes % 60)} min`;
+  }
+
+  function tick() {
+    for (const time of document.querySelectorAll(".card__time[data-elapsed]")) {
+      if (!rendered.has(time)) rendered.set(time, [Number(time.dataset.elapsed) || 0, performance.now()]);
+      const [seconds, seen] = rendered.get(time);
+      time.textContent = `${duration(seconds + (performance.now() - seen) / 1000)} so far`;
+    }
+  }
+
+  setInterval(tick, 1000);
 
   // --- The search form follows the address bar -----------------------------------------
 

@@ -3,6 +3,7 @@
     python -m tests.load.dbtool users --count 50 --tokens 25 --password PW
     python -m tests.load.dbtool requests
     python -m tests.load.dbtool tasks
+    python -m tests.load.dbtool images
     python -m tests.load.dbtool diagnose
 
 Run by `Stack` with the stack's environment (bananaweb.settings, its DATABASE_URL),
@@ -26,7 +27,7 @@ from django.db.models import Count
 from django_tasks_db.models import DBTaskResult
 
 from bananaweb.gateway import services as gateway_services
-from bananaweb.models import ImageRequest
+from bananaweb.models import GeneratedImage, ImageRequest
 
 
 def users(count: int, tokens: int, password: str) -> list[dict]:
@@ -63,6 +64,17 @@ def requests() -> list[dict]:
             "due_at",
         )
     )
+
+
+def images() -> list[dict]:
+    """Every stored image: its request, and the names of its file and thumbnail in
+    the media storage (a bucket's keys, less AWS_LOCATION)."""
+    return [
+        {"request": request_pk, "file": file, "thumbnail": thumbnail}
+        for request_pk, file, thumbnail in GeneratedImage.objects.order_by(
+            "pk"
+        ).values_list("image_request_id", "file", "thumbnail")
+    ]
 
 
 def tasks() -> dict:
@@ -128,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     seed.add_argument("--password", required=True)
     commands.add_parser("requests")
     commands.add_parser("tasks")
+    commands.add_parser("images")
     commands.add_parser("diagnose")
     args = parser.parse_args(argv)
     if args.command == "users":
@@ -136,6 +149,8 @@ def main(argv: list[str] | None = None) -> None:
         result = requests()
     elif args.command == "tasks":
         result = tasks()
+    elif args.command == "images":
+        result = images()
     else:
         result = diagnose()
     json.dump(result, sys.stdout, default=str)

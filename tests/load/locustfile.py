@@ -129,10 +129,11 @@ class TeamMember(HttpUser):
     def watch_card(self, pk: int) -> None:
         for _ in range(MAX_POLLS):
             time.sleep(POLL_EVERY)
+            # The page's one poll (request-updates), here for its one card in flight.
             response = self.client.get(
-                f"/requests/{pk}/card/",
+                f"/requests/updates/?ids={pk}",
                 headers={"HX-Request": "true"},
-                name="web: card",
+                name="web: poll",
             )
             if response.status_code == 286 or "hx-trigger" not in response.text:
                 if thumbnail := THUMBNAIL.search(response.text):

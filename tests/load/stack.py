@@ -1,8 +1,11 @@
-"""A whole bananaweb on loopback, for the load run and the concurrency tests.
+"""A whole bananaweb on loopback, for the load and scale-out runs and the
+concurrency tests.
 
 A throwaway database (SQLite in a temporary folder, or a PostgreSQL database made
-for the run and dropped after it), the bundled simulator, gunicorn and task
-workers, each a child process in its own session that `Stack.stop()` ends.
+for the run and dropped after it), the bundled simulator, one or more gunicorn
+processes (each on its own port, as behind a load balancer) and task workers,
+each a child process in its own session that `Stack.stop()` ends. Media in local
+files, or in an S3 bucket when `env` names one (tests/s3_helpers.py's `s3_env`).
 Nothing listens anywhere but 127.0.0.1.
 """
 
@@ -156,15 +159,19 @@ class Stack:
         web_workers: int = 3,
         web_threads: int = 4,
         task_workers: int = 2,
+        web_processes: int = 1,
         debug: bool = False,
         env: dict[str, str] | None = None,
     ) -> None:
         self.folder = folder
         self.logs = folder / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.web_port = free_port()
+        # One port per gunicorn process; `url` is the first one's.
+        self.web_ports = [free_port() for _ in range(web_processes)]
+        self.urls = [f"http://127.0.0.1:{port}" for port in self.web_ports]
+        self.web_port = self.web_ports[0] if self.web_ports else 0
         self.simulator_port = free_port()
-        self.url = f"http://127.0.0.1:{self.web_port}"
+        self.url = self.urls[0] if self.urls else ""
         self.simulator_url = f"http://127.0.0.1:{self.simulator_port}"
         self.web_workers = web_workers
         self.web_threads = web_threads
@@ -225,15 +232,24 @@ class Stack:
         self.manage("start_background")
         for index in range(self.task_workers):
             self.start_worker(index)
+        for index, port in enumerate(self.web_ports):
+            self.start_web(index, port)
+        for url in self.urls:
+            self._wait_ready(url)
+
+    def start_web(self, index: int, port: int) -> None:
+        """gunicorn process `index`: "web" (its access log access.log), then
+        "web-1" (access-1.log) and so on."""
+        suffix = f"-{index}" if index else ""
         self._spawn(
-            "web",
+            f"web{suffix}",
             [
                 PYTHON,
                 "-m",
                 "gunicorn",
                 "bananaweb.wsgi",
                 "--bind",
-                f"127.0.0.1:{self.web_port}",
+                f"127.0.0.1:{port}",
                 "--workers",
                 str(self.web_workers),
                 "--threads",
@@ -248,12 +264,37 @@ class Stack:
                 "--keep-alive",
                 "5",
                 "--access-logfile",
-                str(self.logs / "access.log"),
+                str(self.logs / f"access{suffix}.log"),
                 "--access-logformat",
                 ACCESS_LOG_FORMAT,
             ],
         )
-        self._wait_for(f"{self.url}/accounts/login/", "web server")
+
+    def _wait_ready(self, url: str) -> None:
+        """/readyz answering 200 (database, storage, a task worker seen, migrations
+        applied); the sign-in page where there is no /readyz, or no task worker."""
+        if not self.task_workers:
+            self._wait_for(f"{url}/accounts/login/", "web server")
+            return
+        deadline = time.monotonic() + START_TIMEOUT
+        last = ""
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                with _OPENER.open(f"{url}/readyz", timeout=5) as response:
+                    if response.status == 200:
+                        return
+            except urllib.error.HTTPError as exc:
+                if exc.code == 404:
+                    self._wait_for(f"{url}/accounts/login/", "web server")
+                    return
+                last = f"{exc.code} {exc.read(2000).decode(errors='replace')}"
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.2)
+        raise StackError(
+            f"{url}/readyz did not answer 200 within {START_TIMEOUT} s: {last}"
+        )
 
     def stop(self) -> None:
         """SIGTERM to every child's process group; SIGKILL to what is left."""
@@ -384,16 +425,26 @@ class Stack:
             raise
 
     def access_log(self) -> list[tuple[int, str, str, int]]:
-        """(status, method, path, milliseconds) of every response gunicorn logged."""
-        path = self.logs / "access.log"
+        """(status, method, path, milliseconds) of every response gunicorn logged,
+        every process's."""
         entries = []
-        for line in (
-            path.read_text(errors="replace").splitlines() if path.exists() else ()
-        ):
-            if match := re.fullmatch(r"\[.*\] (\d{3}) (\S+) (\S+) (\d+)", line.strip()):
-                status, method, url_path, ms = match.groups()
-                entries.append((int(status), method, url_path, int(ms)))
+        for path in sorted(self.logs.glob("access*.log")):
+            for line in path.read_text(errors="replace").splitlines():
+                if match := re.fullmatch(
+                    r"\[.*\] (\d{3}) (\S+) (\S+) (\d+)", line.strip()
+                ):
+                    status, method, url_path, ms = match.groups()
+                    entries.append((int(status), method, url_path, int(ms)))
         return entries
+
+    def responses_by_process(self) -> dict[str, int]:
+        """How many responses each gunicorn process logged: {"web": n, "web-1": m}."""
+        return {
+            "web" + path.stem.removeprefix("access"): sum(
+                1 for line in path.read_text(errors="replace").splitlines() if line
+            )
+            for path in sorted(self.logs.glob("access*.log"))
+        }
 
     def server_errors(self) -> list[tuple[int, str, str, int]]:
         return [entry for entry in self.access_log() if entry[0] >= 500]
@@ -401,6 +452,10 @@ class Stack:
     def requests_in_db(self) -> list[dict]:
         """Every ImageRequest: {"prompt", "status", "error_code", "source"}."""
         return json.loads(self.python("-m", "tests.load.dbtool", "requests"))
+
+    def images_in_db(self) -> list[dict]:
+        """Every GeneratedImage: {"request", "file", "thumbnail"} (storage names)."""
+        return json.loads(self.python("-m", "tests.load.dbtool", "images"))
 
     def task_runs(self) -> dict:
         """django-tasks-db's task runs: {"by_status", "running", "failed"}."""

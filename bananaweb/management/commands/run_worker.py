@@ -5,17 +5,23 @@ connection or drops one. This worker closes its connections instead, says so in
 one line, waits for the database with backoff and carries on. A task that was
 running when the connection went stays as the database last saw it; the
 reconciler reschedules its request's step.
+
+While it runs, a thread records a heartbeat every few seconds (health.py), so
+that /readyz can tell that some worker is taking tasks.
 """
 
 import logging
 import os
+import threading
 import time
 
 from django.core.management.base import CommandError
-from django.db import InterfaceError, OperationalError, connections
+from django.db import DatabaseError, InterfaceError, OperationalError, connections
 from django.utils.autoreload import DJANGO_AUTORELOAD_ENV, run_with_reloader
 from django_tasks_db.management.commands import db_worker
 from django_tasks_db.models import DBTaskResult
+
+from bananaweb import health
 
 logger = logging.getLogger("bananaweb.worker")
 
@@ -43,6 +49,36 @@ class Worker(db_worker.Worker):
     """db_worker's loop, re-entered after the database comes back."""
 
     def run(self) -> None:
+        stop_beating = threading.Event()
+        heartbeat = threading.Thread(
+            target=self.beat, args=(stop_beating,), name="heartbeat", daemon=True
+        )
+        heartbeat.start()
+        try:
+            self.run_until_stopped()
+        finally:
+            stop_beating.set()
+            heartbeat.join(timeout=5)
+
+    def beat(self, stop: threading.Event) -> None:
+        """Record a heartbeat every few seconds, on this thread's own connection,
+        through database outages; take it back when the worker stops."""
+        while True:
+            try:
+                health.worker_heartbeat(worker_id=self.worker_id)
+            except DatabaseError as error:
+                # An outage (the main loop says so), or no table yet before migrate.
+                logger.debug("Heartbeat not recorded: %s", one_line(error))
+            close_connections()  # this thread's only: nothing held between beats
+            if stop.wait(health.HEARTBEAT_SECONDS):
+                break
+        try:
+            health.worker_gone(worker_id=self.worker_id)
+        except DatabaseError:
+            pass  # its row ages out of /readyz's minute anyway
+        close_connections()
+
+    def run_until_stopped(self) -> None:
         delay = FIRST_DELAY
         while self.running:
             started = time.monotonic()

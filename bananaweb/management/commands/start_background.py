@@ -6,13 +6,14 @@ Procfile's release step); running it twice changes nothing.
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
 from bananaweb import tokens
 from bananaweb.followups import FollowUp, Step
 from bananaweb.tasks import TASKS, schedule
 
-PERIODIC = (Step.RECONCILE,)
+PERIODIC = (Step.RECONCILE, Step.PRUNE_TASK_RESULTS)
 
 
 class Command(BaseCommand):
@@ -28,6 +29,11 @@ class Command(BaseCommand):
             for step in PERIODIC:
                 task = TASKS[step]
                 path = f"{task.func.__module__}.{task.func.__qualname__}"
-                if not DBTaskResult.objects.ready().filter(task_path=path).exists():
+                # A job waiting for its next round counts, however far off that
+                # is: each run books the next, so one waiting row is the schedule.
+                waiting = DBTaskResult.objects.filter(
+                    task_path=path, status=TaskResultStatus.READY
+                )
+                if not waiting.exists():
                     schedule(FollowUp(step))
                     self.stdout.write(f"Scheduled {task.name}.")

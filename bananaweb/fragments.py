@@ -1,0 +1,390 @@
+"""HTML rendered once and reused: finished cards and gallery tiles (in the default
+cache, shared by every process, and each process's last ones), the main page's
+two blank request forms and the history's filters form (remembered by each
+process).
+
+A finished request's card changes only when something it shows changes, so its
+key is a digest of exactly what the card template reads: the request's fields,
+its first image, its author's name, and the viewer's side of it (their star,
+whether it is theirs, whether they are staff), plus the template's own source.
+Anything that changes the card (a star, a new visibility, a renamed author, a new
+template) changes the key: nothing is ever invalidated, and a key names one HTML
+whoever asks for it. A card in flight shows its elapsed time: never cached.
+
+A page costs one `get_many` and, for the cards missing, one `set_many`; none
+when this process served its cards lately (it keeps the last ones). The CSRF
+token is per request: cards are stored with a placeholder, replaced on the way
+out. The placeholder holds "<", which escaped text (a prompt, a name) can't.
+
+The forms (see `request_forms_html`) differ between people only by the default
+visibility and the prompt-template menu; the rest is code and settings, which a
+process keeps until it ends. So each process remembers their HTML (no cache
+query) keyed by those, with the CSRF token and the idempotency key left as
+placeholders and filled for every page. The filters form shows only the filters
+and the Team view's people: keyed by those.
+
+A key never covers the URL prefix (SCRIPT_NAME): one process serves one site.
+"""
+
+import hashlib
+import secrets
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.middleware.csrf import get_token
+from django.template.loader import get_template
+from django.utils.safestring import SafeString, mark_safe
+
+from bananaweb import history, options
+from bananaweb.compiled import compiled_rows
+from bananaweb.forms import ImageRequestForm
+from bananaweb.models import ImageRequest
+from bananaweb.prompts.models import PromptTemplate
+
+CARD_TEMPLATE = "requests/index.html#request-card"
+# The card's template and what it includes: their source is part of every key.
+TEMPLATES = ("requests/index.html", "team/_add_to_collection.html")
+CSRF_PLACEHOLDER = mark_safe("<csrf-token>")
+# A day: changed cards get new keys, so old ones only wait to expire.
+TIMEOUT = 24 * 60 * 60
+
+
+class Remembered:
+    """A process's last `size` values by key; its worker threads share it."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._values: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            value = self._values.get(key)
+            if value is not None:
+                self._values.move_to_end(key)
+            return value
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._values[key] = value
+            self._values.move_to_end(key)
+            while len(self._values) > self.size:
+                self._values.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
+
+
+# Each process also keeps the cards and tiles it served last (~2 KB each): a key
+# names one HTML forever, so a copy is never stale.
+_cards_seen = Remembered(2000)
+
+_template_digests: dict[tuple[str, ...], str] = {}
+
+
+def _template_version(names: tuple[str, ...] = TEMPLATES) -> str:
+    """A digest of templates' source (the card's by default): a deploy that changes
+    the card changes every key (computed once per process in production)."""
+    # Read again at every page in development, where templates change under it.
+    if names not in _template_digests or settings.DEBUG:
+        source = "".join(get_template(name).template.source for name in names)
+        _template_digests[names] = hashlib.blake2b(
+            source.encode(), digest_size=8
+        ).hexdigest()
+    return _template_digests[names]
+
+
+def _first_image(image_request) -> tuple[int, int, int] | None:
+    """(id, width, height) of a request's first image: a CardRow holds it."""
+    if isinstance(image_request, history.CardRow):
+        return image_request.first_image
+    image = next(iter(image_request.images.all()), None)
+    return (image.pk, image.width, image.height) if image else None
+
+
+def _author(image_request) -> str:
+    if isinstance(image_request, history.CardRow):
+        return image_request.author
+    return image_request.user.get_username()
+
+
+def card_key(image_request: ImageRequest | history.CardRow, viewer) -> str:
+    """The cache key of a finished card as `viewer` sees it: everything it shows.
+    The same key from an ImageRequest and from a CardRow of the same request."""
+    shown = (
+        _template_version(),
+        image_request.pk,
+        image_request.status,
+        image_request.upstream_status,
+        image_request.prompt,
+        image_request.action,
+        image_request.get_action_display(),
+        image_request.model,
+        image_request.get_model_display(),
+        image_request.aspect_ratio,
+        image_request.resolution,
+        image_request.error_code,
+        image_request.error_message,
+        image_request.visibility,
+        image_request.created_at.isoformat(),
+        image_request.finished_at.isoformat() if image_request.finished_at else "",
+        image_request.user_id,
+        _author(image_request) if image_request.user_id != viewer.pk else "",
+        _first_image(image_request),
+        # The viewer's side.
+        image_request.starred,
+        image_request.user_id == viewer.pk,
+        viewer.is_staff,
+    )
+    digest = hashlib.blake2b(repr(shown).encode(), digest_size=16).hexdigest()
+    return f"card:{image_request.pk}:{digest}"
+
+
+def _render_card(image_request: ImageRequest, viewer) -> str:
+    # A plain context: the card reads only these (and its key covers them).
+    return get_template(CARD_TEMPLATE).render(
+        {"image_request": image_request, "user": viewer, "csrf_token": CSRF_PLACEHOLDER}
+    )
+
+
+def _html_for(keyed: dict, render, *, look: bool = True) -> dict[str, str]:
+    """Each key's HTML: this process's copy, else the shared cache's, else
+    `render(item)` (then kept in both). Not `look`: known to be in neither."""
+    # This process's copies first: a page seen before costs no query.
+    found = {
+        key: html
+        for key in keyed
+        if look and (html := _cards_seen.get(key)) is not None
+    }
+    if look and len(found) < len(keyed):
+        found |= cache.get_many([key for key in keyed if key not in found])
+    missing = {
+        key: str(render(item)) for key, item in keyed.items() if key not in found
+    }
+    if missing:
+        cache.set_many(missing, timeout=TIMEOUT)
+    found |= missing
+    for key in keyed:
+        _cards_seen.put(key, found[key])
+    return found
+
+
+def attach_cards(
+    request, image_requests: Iterable[ImageRequest], *, looked_up: bool = False
+) -> None:
+    """Set `card_html` on each finished request, from the cache or rendered (and
+    then cached); the history's template shows it instead of rendering the card.
+    `looked_up`: cached_cards found none of them, render them all."""
+    viewer = request.user
+    finished = {
+        card_key(r, viewer): r
+        for r in image_requests
+        if not r.in_flight and not isinstance(r, history.CardRow)
+    }
+    if not finished:
+        return
+    found = _html_for(finished, lambda r: _render_card(r, viewer), look=not looked_up)
+    token = get_token(request)
+    for key, image_request in finished.items():
+        html = found[key]
+        image_request.card_html = SafeString(html.replace(CSRF_PLACEHOLDER, token))
+
+
+def cached_cards(request, *, tiles: bool = False):
+    """For history.history_page: the cached HTML of the finished cards (or the
+    gallery's tiles) among CardRows it is given that a cache holds, {pk: html},
+    the CSRF token filled; no model instance is built for them."""
+    viewer = request.user
+    key_for = tile_key if tiles else card_key
+
+    def cached(rows) -> dict[int, SafeString]:
+        keyed = {
+            key_for(row, viewer): row for row in rows if tiles or not row.in_flight
+        }
+        found = {k: html for k in keyed if (html := _cards_seen.get(k)) is not None}
+        if len(found) < len(keyed):
+            found |= cache.get_many([key for key in keyed if key not in found])
+        if not found:
+            return {}
+        token = get_token(request)
+        html_by_pk = {}
+        for key, html in found.items():
+            _cards_seen.put(key, html)
+            html_by_pk[keyed[key].pk] = SafeString(
+                html.replace(CSRF_PLACEHOLDER, token)
+            )
+        return html_by_pk
+
+    return cached
+
+
+# --- The gallery's tiles ------------------------------------------------------------
+
+TILE_TEMPLATE = "requests/index.html#gallery-tile"
+
+
+def tile_key(image_request: ImageRequest | history.CardRow, viewer) -> str:
+    """The cache key of a gallery tile as `viewer` sees it: everything it shows.
+    The same key from an ImageRequest and from a CardRow of the same request."""
+    shown = (
+        _template_version(),
+        image_request.pk,
+        image_request.prompt,
+        image_request.starred,
+        image_request.user_id == viewer.pk,
+        _author(image_request) if image_request.user_id != viewer.pk else "",
+        _first_image(image_request),
+    )
+    digest = hashlib.blake2b(repr(shown).encode(), digest_size=16).hexdigest()
+    return f"tile:{image_request.pk}:{digest}"
+
+
+def attach_tiles(
+    request, image_requests: Iterable[ImageRequest], *, looked_up: bool = False
+) -> None:
+    """Set `tile_html` on each of a gallery's requests, as attach_cards does (a
+    tile has no form: no token to fill)."""
+    viewer = request.user
+    keyed = {
+        tile_key(r, viewer): r
+        for r in image_requests
+        if not isinstance(r, history.CardRow)
+    }
+    if not keyed:
+        return
+
+    def render(image_request: ImageRequest) -> str:
+        context = {"image_request": image_request, "user": viewer}
+        return get_template(TILE_TEMPLATE).render(context)
+
+    found = _html_for(keyed, render, look=not looked_up)
+    for key, image_request in keyed.items():
+        image_request.tile_html = SafeString(found[key])
+
+
+# --- The request forms ----------------------------------------------------------
+
+FORM_TEMPLATE = "requests/index.html#request-form"
+FORM_TEMPLATES = ("requests/index.html", "prompts/menu.html", "forms/field.html")
+# Random per process: no prompt, template name or username can contain it.
+IDEMPOTENCY_PLACEHOLDER = f"idempotency-{secrets.token_hex(16)}"
+# Two forms for each (person, visibility, menu) recently seen; ~15 KB each.
+_forms_html = Remembered(256)
+
+
+def forget_remembered() -> None:
+    """Drop this process's copies (forms and cards); the shared cache stays."""
+    _forms_html.clear()
+    _cards_seen.clear()
+    _filters_html.clear()
+
+
+@receiver(setting_changed)
+def _forget_forms(**kwargs) -> None:
+    """The forms read settings (uploads, variations, limits): a test that overrides
+    one must not be shown forms rendered before. Django's own caches do the same."""
+    _forms_html.clear()
+
+
+def _menu_for(user) -> tuple[tuple[int, str, int, str], ...]:
+    """The menu's templates as (id, name, owner's id, owner's name): all it shows,
+    read without building a model instance each."""
+    username = get_user_model().USERNAME_FIELD
+
+    def rows_for(viewer):
+        return PromptTemplate.objects.menu_for(viewer).values_list(
+            "pk", "name", "user_id", f"user__{username}"
+        )
+
+    # Compiled once per process on PostgreSQL: it depends on the user's id alone.
+    rows = compiled_rows(("menu",), rows_for, model=PromptTemplate, user=user)
+    return tuple(tuple(row) for row in (rows_for(user) if rows is None else rows))
+
+
+def _render_forms(user, visibility: str, menu_rows: tuple) -> dict[str, str]:
+    # Rendered from the very rows of the key: what is remembered is what it names.
+    User = get_user_model()
+    menu = [
+        PromptTemplate(
+            pk=pk, name=name, user=User(pk=owner, **{User.USERNAME_FIELD: owner_name})
+        )
+        for pk, name, owner, owner_name in menu_rows
+    ]
+    rendered = {}
+    for action in options.Action.values:
+        form = ImageRequestForm(action=action, initial={"visibility": visibility})
+        form.fields["idempotency_key"].initial = IDEMPOTENCY_PLACEHOLDER
+        context = {
+            "form": form,
+            "user": user,
+            "prompt_template_menu": menu,
+            "csrf_token": CSRF_PLACEHOLDER,
+        }
+        rendered[action] = str(get_template(FORM_TEMPLATE).render(context))
+    return rendered
+
+
+def request_forms_html(request, *, visibility: str) -> dict[str, SafeString]:
+    """The blank Generate and Edit forms' HTML by action, as `request.user` sees
+    them: rendered once per process for what they show (the user, the default
+    visibility, the menu's templates), then only the CSRF token and a new
+    idempotency key per form (sending one form twice must make one request)."""
+    user = request.user
+    menu = _menu_for(user)
+    key = (
+        _template_version(FORM_TEMPLATES) if settings.DEBUG else "",
+        user.pk,
+        user.get_username(),
+        visibility,
+        menu,
+    )
+    rendered = _forms_html.get(key)
+    if rendered is None:
+        rendered = _render_forms(user, visibility, menu)
+        _forms_html.put(key, rendered)
+    token = get_token(request)
+    return {
+        action: SafeString(
+            html.replace(CSRF_PLACEHOLDER, token).replace(
+                IDEMPOTENCY_PLACEHOLDER, uuid.uuid4().hex
+            )
+        )
+        for action, html in rendered.items()
+    }
+
+
+# --- The history's search and filters form ---------------------------------------
+
+FILTERS_TEMPLATE = "requests/index.html#history-filters"
+_filters_html = Remembered(512)
+
+
+def filters_html(filters: history.HistoryFilters, people: list[str]) -> SafeString:
+    """The search and filters form: the same for everyone with the same filters
+    (and, in the Team view, the same people to choose from); no token in it."""
+    key = (
+        _template_version(("requests/index.html",)) if settings.DEBUG else "",
+        filters,
+        tuple(people),
+    )
+    html = _filters_html.get(key)
+    if html is None:
+        html = str(
+            get_template(FILTERS_TEMPLATE).render(
+                {
+                    "filters": filters,
+                    "people": people,
+                    "filter_choices": history.FILTER_CHOICES,
+                }
+            )
+        )
+        _filters_html.put(key, html)
+    return SafeString(html)
