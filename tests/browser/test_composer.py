@@ -99,8 +99,11 @@ def test_upload_edit_the_result_and_walk_the_chain(signed_in: Page):
     )
     made_from = page.get_by_role("list", name="Made from", exact=True)
     expect(made_from).to_contain_text("An uploaded picture: holiday.png")
-    assert made_from.locator("img").evaluate(
-        "img => img.complete && img.naturalWidth > 0"
+    # The picture really loads (waited for: on a busy machine it may still be coming).
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0",
+        arg=made_from.locator("img").element_handle(),
+        timeout=10_000,
     )
     check_accessibility(page, "lineage both ways")
     page.get_by_role("list", name="Made from this").get_by_role(
