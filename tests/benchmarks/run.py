@@ -50,6 +50,7 @@ from tests.load.stack import (
     free_port,
     postgres_admin_url,
     postgres_reachable,
+    run_python,
     throwaway_database,
 )
 from tests.stack_helpers import clean_environ
@@ -167,22 +168,7 @@ class Site:
 
     def python(self, *args: str, timeout: float = 600) -> str:
         """A module or manage.py with the site's environment; its stdout."""
-        done = subprocess.run(
-            [PYTHON, *args],
-            cwd=ROOT,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if done.returncode:
-            raise SiteError(
-                f"{' '.join(args)} failed ({done.returncode}):\n"
-                f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-            )
-        return done.stdout
+        return run_python(self.env, *args, timeout=timeout, error=SiteError)
 
     def background(self, *args: str) -> subprocess.Popen:
         """A module or manage.py with the site's environment, running beside; its

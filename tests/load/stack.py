@@ -144,6 +144,32 @@ def throwaway_database(
 # --- The stack ------------------------------------------------------------------------
 
 
+def run_python(
+    env: dict[str, str],
+    *args: str,
+    timeout: float,
+    error: type[Exception] = RuntimeError,
+) -> str:
+    """Python (manage.py, a module) in the repository with `env`; its stdout, or
+    `error` with the tails of its output when it fails."""
+    done = subprocess.run(
+        [PYTHON, *args],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode:
+        raise error(
+            f"{' '.join(args)} failed ({done.returncode}):\n"
+            f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
+    return done.stdout
+
+
 class StackError(RuntimeError):
     pass
 
@@ -392,22 +418,7 @@ class Stack:
 
     def python(self, *args: str, timeout: float = 180) -> str:
         """Python (manage.py, a module) against the stack's database; its stdout."""
-        done = subprocess.run(
-            [PYTHON, *args],
-            cwd=ROOT,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if done.returncode:
-            raise StackError(
-                f"{' '.join(args)} failed ({done.returncode}):\n"
-                f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-            )
-        return done.stdout
+        return run_python(self.env, *args, timeout=timeout, error=StackError)
 
     def simulator(self, method: str, path: str, body: object = None) -> object:
         return http_json(method, self.simulator_url + path, body)
