@@ -122,12 +122,19 @@ class Stack:
         return self.worker
 
     def start_web(self) -> Process:
-        """gunicorn as in the Procfile, its database through the proxy."""
+        """gunicorn as in the Procfile, its database through the proxy; one process
+        with one thread, so that every create goes down the same single database
+        connection and the n-th write of one create is the n-th of the next."""
         self.web = Process(
             "web",
             [sys.executable, "-m", "gunicorn", "bananaweb.wsgi"]
             + ["--bind", f"127.0.0.1:{self.web_port}", "--access-logfile", "-"],
-            self.env | {"DATABASE_URL": database_url(self.database, self.proxy.port)},
+            self.env
+            | {
+                "DATABASE_URL": database_url(self.database, self.proxy.port),
+                "WEB_CONCURRENCY": "1",
+                "GUNICORN_THREADS": "1",
+            },
             self.tmp_path,
         )
         self.processes.append(self.web)
