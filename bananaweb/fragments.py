@@ -1,15 +1,16 @@
-"""HTML rendered once and reused: finished cards and gallery tiles (in the default
+"""HTML rendered once and reused: cards and gallery tiles (in the default
 cache, shared by every process, and each process's last ones), the main page's
 two blank request forms and the history's filters form (remembered by each
 process).
 
-A finished request's card changes only when something it shows changes, so its
-key is a digest of exactly what the card template reads: the request's fields,
+A request's card changes only when something it shows changes, so its key is
+a digest of exactly what the card template reads: the request's fields,
 its first image, its author's name, and the viewer's side of it (their star,
 whether it is theirs, whether they are staff), plus the template's own source.
 Anything that changes the card (a star, a new visibility, a renamed author, a new
 template) changes the key: nothing is ever invalidated, and a key names one HTML
-whoever asks for it. A card in flight shows its elapsed time: never cached.
+whoever asks for it. A card in flight also shows its time so far: cached with a
+placeholder there, filled for every page.
 
 A page costs one `get_many` and, for the cards missing, one `set_many`; none
 when this process served its cards lately (it keeps the last ones). The CSRF
@@ -40,6 +41,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.middleware.csrf import get_token
 from django.template.loader import get_template
+from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
 from bananaweb import history, options
@@ -47,6 +49,12 @@ from bananaweb.compiled import compiled_rows
 from bananaweb.forms import ImageRequestForm
 from bananaweb.models import ImageRequest
 from bananaweb.prompts.models import PromptTemplate
+from bananaweb.templatetags.bananaweb import (
+    ELAPSED_SECONDS_PLACEHOLDER,
+    ELAPSED_TEXT_PLACEHOLDER,
+    duration,
+    elapsed_seconds_text,
+)
 
 CARD_TEMPLATE = "requests/index.html#request-card"
 # The card's template and what it includes: their source is part of every key.
@@ -117,7 +125,8 @@ def _author(image_request) -> str:
 
 
 def card_key(image_request: ImageRequest | history.CardRow, viewer) -> str:
-    """The cache key of a finished card as `viewer` sees it: everything it shows.
+    """The cache key of a card as `viewer` sees it: everything it shows (but the
+    time a card in flight has taken so far).
     The same key from an ImageRequest and from a CardRow of the same request."""
     shown = (
         _template_version(),
@@ -151,8 +160,25 @@ def card_key(image_request: ImageRequest | history.CardRow, viewer) -> str:
 def _render_card(image_request: ImageRequest, viewer) -> str:
     # A plain context: the card reads only these (and its key covers them).
     return get_template(CARD_TEMPLATE).render(
-        {"image_request": image_request, "user": viewer, "csrf_token": CSRF_PLACEHOLDER}
+        {
+            "image_request": image_request,
+            "user": viewer,
+            "csrf_token": CSRF_PLACEHOLDER,
+            "elapsed_placeholders": True,
+        }
     )
+
+
+def _filled(html: str, token: str, image_request) -> SafeString:
+    """A cached card as this page shows it: its CSRF token, and, in flight, its
+    time so far."""
+    html = html.replace(CSRF_PLACEHOLDER, token)
+    if image_request.in_flight:
+        elapsed = timezone.now() - image_request.created_at
+        html = html.replace(
+            ELAPSED_SECONDS_PLACEHOLDER, elapsed_seconds_text(elapsed)
+        ).replace(ELAPSED_TEXT_PLACEHOLDER, duration(elapsed))
+    return SafeString(html)
 
 
 def _html_for(keyed: dict, render, *, look: bool = True) -> dict[str, str]:
@@ -180,35 +206,32 @@ def _html_for(keyed: dict, render, *, look: bool = True) -> dict[str, str]:
 def attach_cards(
     request, image_requests: Iterable[ImageRequest], *, looked_up: bool = False
 ) -> None:
-    """Set `card_html` on each finished request, from the cache or rendered (and
-    then cached); the history's template shows it instead of rendering the card.
+    """Set `card_html` on each request, from the cache or rendered (and then
+    cached); the history's template shows it instead of rendering the card.
     `looked_up`: cached_cards found none of them, render them all."""
     viewer = request.user
-    finished = {
+    keyed = {
         card_key(r, viewer): r
         for r in image_requests
-        if not r.in_flight and not isinstance(r, history.CardRow)
+        if not isinstance(r, history.CardRow)
     }
-    if not finished:
+    if not keyed:
         return
-    found = _html_for(finished, lambda r: _render_card(r, viewer), look=not looked_up)
+    found = _html_for(keyed, lambda r: _render_card(r, viewer), look=not looked_up)
     token = get_token(request)
-    for key, image_request in finished.items():
-        html = found[key]
-        image_request.card_html = SafeString(html.replace(CSRF_PLACEHOLDER, token))
+    for key, image_request in keyed.items():
+        image_request.card_html = _filled(found[key], token, image_request)
 
 
 def cached_cards(request, *, tiles: bool = False):
-    """For history.history_page: the cached HTML of the finished cards (or the
-    gallery's tiles) among CardRows it is given that a cache holds, {pk: html},
-    the CSRF token filled; no model instance is built for them."""
+    """For history.history_page: the cached HTML of the cards (or the gallery's
+    tiles) among CardRows it is given that a cache holds, {pk: html}, filled for
+    this page; no model instance is built for them."""
     viewer = request.user
     key_for = tile_key if tiles else card_key
 
     def cached(rows) -> dict[int, SafeString]:
-        keyed = {
-            key_for(row, viewer): row for row in rows if tiles or not row.in_flight
-        }
+        keyed = {key_for(row, viewer): row for row in rows}
         found = {k: html for k in keyed if (html := _cards_seen.get(k)) is not None}
         if len(found) < len(keyed):
             found |= cache.get_many([key for key in keyed if key not in found])
@@ -218,9 +241,7 @@ def cached_cards(request, *, tiles: bool = False):
         html_by_pk = {}
         for key, html in found.items():
             _cards_seen.put(key, html)
-            html_by_pk[keyed[key].pk] = SafeString(
-                html.replace(CSRF_PLACEHOLDER, token)
-            )
+            html_by_pk[keyed[key].pk] = _filled(html, token, keyed[key])
         return html_by_pk
 
     return cached

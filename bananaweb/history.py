@@ -19,12 +19,14 @@ from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.core.paginator import Page, Paginator
 from django.db import connection, router
 from django.db.models import (
+    Count,
     Exists,
     Min,
     OuterRef,
     Q,
     QuerySet,
     Subquery,
+    Window,
 )
 from django.utils import timezone
 from django.utils.http import urlencode
@@ -263,16 +265,21 @@ def _search_query(text: str) -> SearchQuery:
     return SearchQuery(text, config=SEARCH_CONFIG, search_type="websearch")
 
 
-def team_people() -> list[str]:
+def team_people(viewer) -> list[str]:
     """The usernames of everyone with a request shared with the team: the Team
-    view's person filter."""
+    view's person filter (the same for every viewer)."""
     User = get_user_model()
-    shared = ImageRequest.objects.team().filter(user=OuterRef("pk"))
-    return list(
-        User.objects.filter(Exists(shared))
-        .order_by(User.USERNAME_FIELD)
-        .values_list(User.USERNAME_FIELD, flat=True)
-    )
+
+    def people(_viewer):
+        shared = ImageRequest.objects.team().filter(user=OuterRef("pk"))
+        return (
+            User.objects.filter(Exists(shared))
+            .order_by(User.USERNAME_FIELD)
+            .values_list(User.USERNAME_FIELD)
+        )
+
+    rows = compiled_rows(("team-people",), people, model=User, user=viewer)
+    return [name for (name,) in (people(viewer) if rows is None else rows)]
 
 
 def _filtered(*, user, filters: HistoryFilters) -> QuerySet[ImageRequest]:
@@ -446,20 +453,6 @@ class HistoryPage:
         return self.filters.querystring(page=self.page.next_page_number())
 
 
-def _first_page(cards: QuerySet, counted: QuerySet[ImageRequest]) -> Page:
-    """The first page, with one row more than it shows: a history that fits in
-    it is counted without a COUNT(*); a longer one counts `counted` (the same
-    requests, without the cards' joins)."""
-    size = settings.BANANAWEB_HISTORY_PAGE_SIZE
-    paginator = Paginator(counted, size)
-    rows = list(cards[: size + 1])
-    if len(rows) <= size:
-        paginator.count = len(rows)  # Paginator.count is a cached_property
-    page = paginator.page(1)
-    page.object_list = rows[:size]
-    return page
-
-
 class WindowPage(Page):
     """A page read with one row more than it shows: whether a next page exists,
     without counting them all (`uncounted`: the pager shows no total)."""
@@ -499,17 +492,45 @@ def _window_page(listed, size: int, number: int, rows: list | None = None) -> Pa
     return WindowPage(rows, number, Paginator(ImageRequest.objects.none(), size), size)
 
 
-def _deep_page(listed: QuerySet[ImageRequest], number: int) -> Page:
-    """A page past the first, as ids: the offset walks the index alone
-    (image_request_history, index-only)."""
-    return Paginator(
-        listed.values_list("pk", flat=True), settings.BANANAWEB_HISTORY_PAGE_SIZE
-    ).get_page(number)
+def _counted_page(user, filters: HistoryFilters) -> tuple[Page, list[CardRow]]:
+    """A page of the cards the filters narrow the history to, and how many match,
+    in one query: the count is a window over the rows the page is cut from (a
+    search ranks them all anyway). Its SQL is built once per process, the search
+    words a stand-in (bananaweb.compiled). Past the end (an old link), the last
+    page."""
+    size = settings.BANANAWEB_HISTORY_PAGE_SIZE
+    offset = (filters.page - 1) * size
+
+    def rows_for(viewer, text: str = filters.q):
+        listed = _card_listing(viewer, replace(filters, q=text))
+        counted = listed.annotate(matches=Window(Count("pk")))
+        return _card_rows(counted, viewer, "matches")[offset : offset + size]
+
+    tuples = compiled_rows(
+        ("counted", replace(filters, q="…" if filters.q else "", page=1), size, offset),
+        rows_for,
+        model=ImageRequest,
+        user=user,
+        text=filters.q or None,
+    )
+    if tuples is None:
+        tuples = list(rows_for(user))
+    if not tuples and filters.page > 1:
+        matches = _card_listing(user, filters).count()
+        last = max(1, -(-matches // size))
+        return _counted_page(user, replace(filters, page=min(last, filters.page - 1)))
+    paginator = Paginator(ImageRequest.objects.none(), size)
+    paginator.count = tuples[0][-1] if tuples else 0  # a cached_property
+    page = paginator.page(filters.page)
+    rows = _as_card_rows(values[:-1] for values in tuples)
+    page.object_list = rows
+    return page, rows
 
 
-def _card_rows(requests_: QuerySet[ImageRequest], user) -> QuerySet:
+def _card_rows(requests_: QuerySet[ImageRequest], user, *extra: str) -> QuerySet:
     """The requests as tuples: CARD_COLUMNS, the author's name and the first
-    image's id, width and height (subqueries on its index: no second query)."""
+    image's id, width and height (subqueries on its index: no second query), then
+    the `extra` columns."""
     username = get_user_model().USERNAME_FIELD
     first = GeneratedImage.objects.filter(image_request=OuterRef("pk")).order_by(
         *GeneratedImage._meta.ordering
@@ -527,6 +548,7 @@ def _card_rows(requests_: QuerySet[ImageRequest], user) -> QuerySet:
             "first_image_pk",
             "first_image_width",
             "first_image_height",
+            *extra,
         )
     )
 
@@ -562,11 +584,9 @@ def _full_cards(
     rows: list[CardRow], cached, *, tiles: bool = False
 ) -> dict[int, object]:
     """Each row, with its card's (or gallery tile's) cached HTML on it, or, for
-    those whose HTML `cached(rows)` ({pk: html}) doesn't hold (a card in flight,
-    or missing from the cache), an ImageRequest built from it with its first
-    image, to be rendered: no query."""
-    cacheable = rows if tiles else [row for row in rows if not row.in_flight]
-    found = cached(cacheable) if cached else {}
+    those whose HTML `cached(rows)` ({pk: html}) doesn't hold, an ImageRequest
+    built from it with its first image, to be rendered: no query."""
+    found = cached(rows) if cached else {}
     cards: dict[int, object] = {}
     rows_by_pk = {row.pk: row for row in rows}
     for row in rows:
@@ -658,54 +678,30 @@ def history_page(*, user, filters: HistoryFilters, cached=None) -> HistoryPage:
         page.object_list = [tiles[row.pk] for row in rows]
         return HistoryPage(filters=filters, page=page, entries=page.object_list)
 
-    if filters.page > 1:
-        page = _deep_page(_card_listing(user, filters), filters.page)
-        size = settings.BANANAWEB_HISTORY_PAGE_SIZE
-        offset = (page.number - 1) * size
-        tuples = None
-        if not filters.narrowed:
-            # The page's ids (the offset walking the index alone) and their rows
-            # in one query, its SQL built once per process (bananaweb.compiled).
-            tuples = compiled_rows(
-                ("cards-deep", replace(filters, page=1), size, offset),
+    size = settings.BANANAWEB_HISTORY_PAGE_SIZE
+    if filters.narrowed:
+        # The summary says how many match.
+        page, listed_rows = _counted_page(user, filters)
+    else:
+        # A page of the whole history: counting it costs more than the page, so
+        # its pager says "Page 7" and links the next when there is one. The
+        # page's ids (the offset walking the index alone) and their rows in one
+        # query, its SQL built once per process (bananaweb.compiled).
+        offset = (filters.page - 1) * size
+        page = _window_page(
+            lambda: _card_rows(_card_listing(user, filters), user),
+            size,
+            filters.page,
+            compiled_rows(
+                ("cards", replace(filters, page=1), size, offset),
                 lambda u: _card_rows(
                     ImageRequest.objects.filter(
                         pk__in=_card_listing(u, filters).values("pk")[
-                            offset : offset + size
+                            offset : offset + size + 1
                         ]
                     ).newest_first(),
                     u,
                 ),
-                model=ImageRequest,
-                user=user,
-            )
-        if tuples is not None:
-            listed_rows = _as_card_rows(tuples)
-        else:
-            ids = list(page.object_list)
-            by_pk = {
-                row.pk: row
-                for row in _as_card_rows(
-                    _card_rows(ImageRequest.objects.filter(pk__in=ids), user)
-                )
-            }
-            listed_rows = [by_pk[pk] for pk in ids if pk in by_pk]
-    elif filters.narrowed:
-        # The summary says how many match: counted (unless they fit in a page).
-        listed = _card_listing(user, filters)
-        page = _first_page(_card_rows(listed, user), listed)
-        listed_rows = _as_card_rows(page.object_list)
-    else:
-        # The first page of the whole history: counting it costs more than the
-        # page; its pager says "Page 1" and links the next.
-        size = settings.BANANAWEB_HISTORY_PAGE_SIZE
-        page = _window_page(
-            lambda: _card_rows(_card_listing(user, filters), user),
-            size,
-            1,
-            compiled_rows(
-                ("cards", filters, size),
-                lambda u: _card_rows(_card_listing(u, filters), u)[: size + 1],
                 model=ImageRequest,
                 user=user,
             ),

@@ -42,6 +42,7 @@ from bananaweb import (
     downloads,
     fragments,
     history,
+    lookups,
     media,
     options,
     polling,
@@ -190,7 +191,7 @@ def _history(request: HtmxHttpRequest) -> dict:
     """The history as the query string narrows it (mine or the team's, search,
     filters, view, page)."""
     team = request.GET.get("scope") == history.Scope.TEAM
-    people = history.team_people() if team else []
+    people = history.team_people(request.user) if team else []
     filters = history.history_filters(request.GET, people=people)
     # Finished cards and tiles come from the cache, rendered once (fragments.py):
     # those cached are never built as ImageRequests.
@@ -510,10 +511,14 @@ def _detail(
     # Both ways in one query: its own references, and those to its images (the
     # requests made from them); visibility is asked only of the requests found.
     own_images = {image.pk for image in image_request.images.all()}
-    lineage = list(
-        Reference.objects.filter(
-            Q(image_request=image_request) | Q(image__in=own_images)
-        ).select_related("upload", "image__image_request")
+    lineage = (
+        list(
+            Reference.objects.filter(
+                Q(image_request=image_request) | Q(image__in=own_images)
+            ).select_related("upload", "image__image_request")
+        )
+        if lookups.has_lineage(request.user, image_request.pk)
+        else []
     )
     made_from = [r for r in lineage if r.image_request_id == image_request.pk]
     children = {r.image_request_id for r in lineage if r.image_id in own_images}
@@ -551,7 +556,9 @@ def _detail(
 
 @require_GET
 def request_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    return _detail(request, _visible_request(request, pk))
+    # Most often the viewer's own: its SQL is built once per process.
+    own = lookups.own_request(request.user, pk)
+    return _detail(request, own or _visible_request(request, pk))
 
 
 @require_POST

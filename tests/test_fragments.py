@@ -1,7 +1,8 @@
-"""Finished cards' HTML from the cache (bananaweb/fragments.py): rendered once, never
+"""Cards' HTML from the cache (bananaweb/fragments.py): rendered once, never
 stale, never another person's."""
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -9,6 +10,7 @@ from django.core.cache import cache
 from django.middleware.csrf import _unmask_cipher_token
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from bananaweb import fragments, services
 from bananaweb.models import ImageRequest, Star, UserPreference
@@ -74,11 +76,34 @@ def test_the_cached_card_is_the_card_the_template_renders(client_logged_in, user
     assert TOKEN_INPUT.sub("", cached) == TOKEN_INPUT.sub("", fragments_off)
 
 
-def test_a_card_in_flight_is_never_cached(client_logged_in, user, renders):
+def test_a_card_in_flight_is_rendered_once_and_its_time_filled_on_each_page(
+    client_logged_in, user, renders, monkeypatch
+):
     image_request = ImageRequestFactory(user=user, status=Status.IN_PROGRESS)
-    card_of(client_logged_in, image_request)
-    card_of(client_logged_in, image_request)
-    assert renders == []
+    started = timezone.now() - timedelta(seconds=65)
+    ImageRequest.objects.filter(pk=image_request.pk).update(created_at=started)
+    first = card_of(client_logged_in, image_request)
+    assert re.search(r'data-elapsed="6[5-9]">1 min 0[5-9] s so far<', first), first
+
+    an_hour_later = started + timedelta(seconds=3665)
+    monkeypatch.setattr(timezone, "now", lambda: an_hour_later)
+    later = card_of(client_logged_in, image_request)
+    assert renders == [image_request.pk]
+    assert 'data-elapsed="3665">1 h 01 min so far<' in later
+    assert "<elapsed" not in later and "<csrf-token>" not in later
+    # It still joins the page's poll, with the version it shows.
+    assert f'name="ids" value="{image_request.pk}" form="request-poll"' in later
+
+
+def test_a_card_leaving_flight_is_rendered_anew(client_logged_in, user, renders):
+    image_request = ImageRequestFactory(user=user, status=Status.IN_PROGRESS)
+    assert "so far" in card_of(client_logged_in, image_request)
+    ImageRequest.objects.filter(pk=image_request.pk).update(
+        status=Status.COMPLETED, finished_at=timezone.now()
+    )
+    done = card_of(client_logged_in, image_request)
+    assert renders == [image_request.pk, image_request.pk]
+    assert "so far" not in done and 'form="request-poll"' not in done
 
 
 def test_a_starred_card_shows_its_star_at_once(client_logged_in, user):

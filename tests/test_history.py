@@ -71,6 +71,40 @@ def test_search_is_case_insensitive(client_logged_in, user):
     assert shown(listed(client_logged_in, "?q=banana+boat"), boat) == [True]
 
 
+def test_each_search_finds_its_own_words(client_logged_in, user):
+    """One search after another, the filters alike: on PostgreSQL the same SQL,
+    built once per process with stand-in words (bananaweb.compiled), run with
+    each search's own."""
+    boat = ImageRequestFactory(user=user, prompt="A banana boat")
+    bread = ImageRequestFactory(user=user, prompt="Cherry bread")
+    for query, expected in [
+        ("?q=banana", [True, False]),
+        ("?q=cherry", [False, True]),
+        ("?q=zebra", [False, False]),
+        ("?q=banana&status=queued", [True, False]),
+        ("?q=cherry&status=queued", [False, True]),
+    ]:
+        html = listed(client_logged_in, query, **HTMX)
+        assert shown(html, boat, bread) == expected, query
+        matches = sum(expected)
+        assert f"{matches} match{'es' if matches != 1 else ''}" in html or (
+            not matches and "No images match" in html
+        )
+
+
+def test_a_search_counts_its_matches_and_an_old_link_shows_its_last_page(
+    client_logged_in, user, settings
+):
+    settings.BANANAWEB_HISTORY_PAGE_SIZE = 2
+    bananas = [ImageRequestFactory(user=user, prompt="banana") for _ in range(5)]
+    ImageRequestFactory(user=user, prompt="cherry")
+    html = listed(client_logged_in, "?q=banana&page=2", **HTMX)
+    assert "5 matches" in html and "Page 2 of 3" in html
+    beyond = listed(client_logged_in, "?q=banana&page=7", **HTMX)
+    assert "Page 3 of 3" in beyond
+    assert shown(beyond, *bananas).count(True) == 1
+
+
 @only_sqlite
 def test_sqlite_search_is_a_containment_match(client_logged_in, user):
     boat = ImageRequestFactory(user=user, prompt="Bananarama boats")

@@ -1,5 +1,7 @@
 """The pages and their htmx fragments, and per-user isolation in every view."""
 
+import re
+
 import pytest
 from django.tasks import default_task_backend
 from django.urls import reverse
@@ -67,9 +69,20 @@ def test_history_is_paginated(client_logged_in, user, settings):
     html = page_2.content.decode()
     assert f'id="request-{requests_[2].pk}"' in html
     assert f'id="request-{requests_[4].pk}"' not in html
-    assert "Page 2 of 3" in html
+    # The whole history is never counted: no "of 3", and both ways linked.
+    assert re.search(r"Page 2\b(?! of)", html), html
+    assert 'href="/?page=3"' in html and 'rel="next"' in html
+    assert 'href="/"' in html and 'rel="prev"' in html
     # Only the history fragment: no request form, no search form.
     assert 'id="generate-form"' not in html and 'id="history-filters"' not in html
+
+    last = client_logged_in.get(reverse("index") + "?page=3", headers=HTMX)
+    assert f'id="request-{requests_[0].pk}"' in last.content.decode()
+    assert 'rel="next"' not in last.content.decode()
+    # An old link past the end: the last page (counted, to know which it is).
+    beyond = client_logged_in.get(reverse("index") + "?page=9", headers=HTMX)
+    assert f'id="request-{requests_[0].pk}"' in beyond.content.decode()
+    assert "Page 3 of 3" in beyond.content.decode()
 
 
 def test_create_with_htmx_returns_fresh_form_and_new_card(

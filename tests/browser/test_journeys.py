@@ -214,23 +214,23 @@ def test_history_pages_and_detail(page: Page, stack, username: str):
 
     expect(cards(page)).to_have_count(20)
     pager = page.get_by_role("navigation", name="History pages")
-    # The first page is not counted (it would cost more than the page): no "of 3".
+    # The whole history is not counted (it would cost more than the page): no "of 3".
     expect(pager).to_have_text(re.compile(r"\bPage 1\b(?! of)"))
     first_on_page_1 = cards(page).first.get_attribute("id")
 
     pager.get_by_role("link", name="Older").click()
-    expect(pager).to_contain_text("Page 2 of 3")
+    expect(pager).to_have_text(re.compile(r"\bPage 2\b(?! of)"))
     expect(page).to_have_url(re.compile(r"\?page=2$"))
     expect(cards(page)).to_have_count(20)
     assert cards(page).first.get_attribute("id") != first_on_page_1
     check_accessibility(page, "history page 2")
 
     pager.get_by_role("link", name="Older").click()
-    expect(pager).to_contain_text("Page 3 of 3")
+    expect(pager).to_have_text(re.compile(r"\bPage 3\b(?! of)"))
     expect(cards(page)).to_have_count(5)
     expect(pager.get_by_role("link", name="Older")).to_have_count(0)
     pager.get_by_role("link", name="Newer").click()
-    expect(pager).to_contain_text("Page 2 of 3")
+    expect(pager).to_have_text(re.compile(r"\bPage 2\b(?! of)"))
 
     page.keyboard.press("End")  # let the lazy thumbnails load
     page.wait_for_load_state("networkidle")
