@@ -79,35 +79,29 @@ def _quota_preference_and_key(
     user, *, idempotency_key: str
 ) -> tuple[QuotaUsage, str, int | None]:
     """The quota, the default visibility and the id of the request an idempotency
-    key already made (None if none, or no key), in one query."""
+    key already made (None if none, or no key), in one query: every page's and
+    every submission's, its SQL built once per process (bananaweb.compiled)."""
     day_start = local_day_start()
-    if not idempotency_key:
-        # Every page's query: its SQL built once per process (bananaweb.compiled).
-        rows = compiled_rows(
-            ("quota",), _quota_row, model=ImageRequest, user=user, day_start=day_start
-        )
-        if rows:
-            limit, visibility, used = rows[0]
-            return (*_quota_and_visibility(limit, visibility, used, day_start), None)
-    row = _quota_row(user, day_start)
-    if idempotency_key:
-        made = ImageRequest.objects.filter(
-            user=OuterRef("pk"), idempotency_key=idempotency_key
-        )
-        row = row.annotate(made=Subquery(made.values("pk")[:1]))
-    row = row.get()
-    quota, chosen = _quota_and_visibility(
-        row["quota__daily_limit"],
-        row["preference__default_visibility"],
-        row["used"],
-        day_start,
+    key = idempotency_key or None
+    rows = compiled_rows(
+        ("quota", key is not None),
+        _quota_row,
+        model=ImageRequest,
+        user=user,
+        day_start=day_start,
+        text=key,
     )
-    return quota, chosen, row.get("made")
+    if rows is None:
+        rows = list(_quota_row(user, day_start, key))
+    limit, visibility, used, *made = rows[0]
+    quota, chosen = _quota_and_visibility(limit, visibility, used, day_start)
+    return quota, chosen, made[0] if made else None
 
 
-def _quota_row(user, day_start: datetime):
+def _quota_row(user, day_start: datetime, idempotency_key: str | None = None):
     """The user's own limit (if any), default visibility and requests counted
-    today, in one query (every page shows them), in that order."""
+    today, in one query (every page shows them), in that order; with a key, also
+    the id of the request it made (or None)."""
     # Deleted requests count too: deleting gives no quota back. As counting_today,
     # with the day's start given (a stand-in, for bananaweb.compiled).
     counted = (
@@ -119,12 +113,20 @@ def _quota_row(user, day_start: datetime):
         .annotate(count=Count("pk"))
         .values("count")
     )
-    return (
+    row = (
         get_user_model()
         .objects.filter(pk=user.pk)
         .values("quota__daily_limit", "preference__default_visibility")
         .annotate(used=Coalesce(Subquery(counted), 0))
     )
+    columns = ["quota__daily_limit", "preference__default_visibility", "used"]
+    if idempotency_key is not None:
+        made = ImageRequest.objects.filter(
+            user=OuterRef("pk"), idempotency_key=idempotency_key
+        )
+        row = row.annotate(made=Subquery(made.values("pk")[:1]))
+        columns.append("made")
+    return row.values_list(*columns)
 
 
 def _quota_and_visibility(
@@ -308,9 +310,7 @@ def image_requests_create(
         # Lock the user's row so two submissions can't both take the last request,
         # nor both use one idempotency key. A statement of its own: the reads
         # below must see what a submission that held the lock committed.
-        get_user_model().objects.select_for_update().filter(pk=user.pk).values_list(
-            "pk"
-        ).first()
+        _lock_user(user)
         usage, chosen, made = _quota_preference_and_key(
             user, idempotency_key=idempotency_key
         )
@@ -328,7 +328,11 @@ def image_requests_create(
             if visibility is None:
                 image_request.visibility = chosen
             image_request.save()
-            image_request.starred = False  # by nobody yet: no query to tell
+            # By nobody yet, no image yet: no query to tell.
+            image_request.starred = False
+            image_request._prefetched_objects_cache = {
+                "images": GeneratedImage.objects.none()
+            }
             image_request.quota_left = left
             Reference.objects.bulk_create(
                 Reference(
@@ -341,6 +345,25 @@ def image_requests_create(
             )
             schedule(FollowUp(Step.SUBMIT, (image_request.pk,)))
     return built
+
+
+def _lock_user(user) -> None:
+    """Lock the user's row until the transaction ends (its SQL built once per
+    process, bananaweb.compiled)."""
+
+    def locking(viewer):
+        return (
+            get_user_model()
+            .objects.select_for_update()
+            .filter(pk=viewer.pk)
+            .values_list("pk")
+        )
+
+    if (
+        compiled_rows(("lock-user",), locking, model=get_user_model(), user=user)
+        is None
+    ):
+        list(locking(user))
 
 
 def _with_group(image_request: ImageRequest) -> list[ImageRequest]:
