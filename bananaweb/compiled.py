@@ -1,28 +1,29 @@
-"""Per-user queries whose SQL is built once per process: on PostgreSQL, a query
-that a page runs every time (its history's rows, the forms' template menu, the
-quota) is built and compiled by the ORM for stand-ins, and run with the viewer's
-id (and today's start) in their places. Building and compiling such a query costs
-a few milliseconds of Python; running it through the cursor, a fraction of one.
+"""Queries whose SQL is built once per process: on PostgreSQL, a query that a
+page or an API call runs every time (its history's rows, the forms' template
+menu, the quota, a token's check) is built and compiled by the ORM for
+stand-ins, and run with the real values in their places. Building and compiling
+such a query costs a few milliseconds of Python; running it through the cursor,
+a fraction of one.
 
-Only for a query whose parameters are constants and the stand-ins (the user's
-id, today's start, one row's id, the search words): nothing else that varies; and that reads nothing of the user but
-their id (the stand-in is a plain user: not staff, no groups). The stand-ins are
-values no row can hold (negative ids, a day in 1901, words no one types), so that a constant is never
-taken for one. The values come back as the ORM gives them (its converters run:
-a JSON field is decoded, for example).
+Only for a query whose parameters are constants and the values given: nothing
+else that varies. A user (any model instance) stands in as a bare instance of
+its model with a stand-in id: the query may read nothing of it but its id (no
+staff flag, no groups). Each stand-in is a value no row holds and no one types
+(negative ids, a day in 1901, words between control characters), so that a
+constant is never taken for one. The values come back as the ORM gives them
+(its converters run: a JSON field is decoded, for example).
 """
 
+import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from django.contrib.auth import get_user_model
 from django.db import connections, router
 from django.db.models import Model, QuerySet
 
-STAND_IN_PK = -918_273_645
-STAND_IN_ID = -918_273_646  # the id of the one row a query is about
-STAND_IN_TEXT = "\x1fstand-in search words\x1f"  # control characters: never typed
+STAND_IN_ID = -918_273_645
 STAND_IN_DAY = datetime(1901, 2, 3, tzinfo=UTC)
+STAND_IN_UUID = 0x5EED_0000_0000_4000_8000_0000_0000_0000
 _sql: dict = {}
 
 
@@ -31,50 +32,70 @@ def compiled_rows(
     rows_for: Callable[..., QuerySet],
     *,
     model: type[Model],
-    user,
-    day_start: datetime | None = None,
-    pk: int | None = None,
-    text: str | None = None,
+    **values: object,
 ) -> list[tuple] | None:
-    """The rows of `rows_for(user)` (or `rows_for(user, day_start)`,
-    `rows_for(user, pk)`, `rows_for(user, text)`: what is given, in that order), a
-    QuerySet of `model` returning tuples in its SELECT's order, on PostgreSQL from
-    the SQL compiled for `key`; None elsewhere (then use the QuerySet itself)."""
+    """The rows of `rows_for(*values)`, a QuerySet of `model` returning tuples in
+    its SELECT's order, on PostgreSQL from the SQL compiled for `key` (which with
+    the values' names must tell the SQL apart); None elsewhere, or for a value it
+    can't stand in for (then use the QuerySet itself). A value given as None is
+    left out of the call."""
     db = router.db_for_read(model)
     connection = connections[db]
-    if connection.vendor != "postgresql" or not user.is_authenticated:
+    given = {name: value for name, value in values.items() if value is not None}
+    if connection.vendor != "postgresql" or not all(
+        isinstance(value, (Model, int, str, datetime, uuid.UUID))
+        for value in given.values()
+    ):
         return None
-    key = (db, *key)
+    key = (db, *key, *given)
     if key not in _sql:
-        stand_ins = [get_user_model()(pk=STAND_IN_PK)]
-        if day_start is not None:
-            stand_ins.append(STAND_IN_DAY)
-        if pk is not None:
-            stand_ins.append(STAND_IN_ID)
-        if text is not None:
-            stand_ins.append(STAND_IN_TEXT)
+        stand_ins = [
+            _stand_in(value, index) for index, value in enumerate(given.values())
+        ]
         compiler = rows_for(*stand_ins).query.get_compiler(db)
         sql, params = compiler.as_sql()
         # As QuerySet iteration does: each column's converters, by position.
         columns = [column for column, _, _ in compiler.select[: compiler.col_count]]
         converters = list(compiler.get_converters(columns).items())
         if len(_sql) >= 256:
-            _sql.clear()  # deep gallery pages: a key each
+            _sql.clear()  # deep history pages: a key each
         _sql[key] = (sql, params, converters)
     sql, params, converters = _sql[key]
     real = {
-        STAND_IN_PK: user.pk,
-        STAND_IN_DAY: day_start,
-        STAND_IN_ID: pk,
-        STAND_IN_TEXT: text,
+        _value(_stand_in(value, index)): _value(value)
+        for index, value in enumerate(given.values())
     }
-    values = [real.get(param, param) if _hashable(param) else param for param in params]
+    bound = [real.get(param, param) if _hashable(param) else param for param in params]
     with connection.cursor() as cursor:
-        cursor.execute(sql, values)
+        cursor.execute(sql, bound)
         rows = cursor.fetchall()
     if not converters:
         return rows
     return [_converted(row, converters, connection) for row in rows]
+
+
+def _stand_in(value: object, index: int) -> object:
+    """The stand-in of the index-th value, of its type; distinct for each index."""
+    match value:
+        case Model():
+            # __class__, not type(): request.user is a lazy object around a User.
+            return value.__class__(pk=STAND_IN_ID - index)
+        case bool():
+            raise TypeError("a flag is a constant: put it in the key")
+        case int():
+            return STAND_IN_ID - index
+        case str():
+            return f"\x1fstand-in {index}\x1f"
+        case datetime():
+            return STAND_IN_DAY + timedelta(days=index)
+        case uuid.UUID():
+            return uuid.UUID(int=STAND_IN_UUID + index)
+    raise TypeError(f"no stand-in for {type(value).__name__}")
+
+
+def _value(value: object) -> object:
+    """What a value is as a query's parameter: a model instance, its id."""
+    return value.pk if isinstance(value, Model) else value
 
 
 def _converted(row: tuple, converters: list, connection) -> tuple:

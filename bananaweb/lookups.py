@@ -1,23 +1,63 @@
-"""One request as its detail page reads it, from SQL built once per process
+"""What the hottest paths read of one row (the owner's detail page, a thumbnail,
+the gateway's token check and task result), from SQL built once per process
 (bananaweb.compiled): building these queries with the ORM costs several times
-what PostgreSQL takes to run them. Elsewhere (SQLite), or when the compiled SQL
-is not for it, None: the caller asks the ORM as before.
+what PostgreSQL takes to run them. Each function answers None where there is no
+compiled SQL (SQLite): the caller asks the ORM as before; and False when the row
+is not found by it (the caller may still look further, as the ORM path does).
 """
 
+from collections.abc import Sequence
+
 from django.db import router
-from django.db.models import Q
+from django.db.models import Model, Q
 
 from bananaweb.compiled import compiled_rows
 from bananaweb.models import GeneratedImage, ImageRequest, Reference
 
-_REQUEST_FIELDS = tuple(f.attname for f in ImageRequest._meta.concrete_fields)
-_IMAGE_FIELDS = tuple(f.attname for f in GeneratedImage._meta.concrete_fields)
+
+def fields(model: type[Model], prefix: str = "") -> tuple[str, ...]:
+    """Every column of `model`, as values_list names them (after `prefix`, a
+    relation's path such as "user__")."""
+    return tuple(prefix + f.attname for f in model._meta.concrete_fields)
+
+
+def instances(row: Sequence, *models: type[Model]) -> list[Model]:
+    """The instances of `models` whose columns (`fields`) follow each other in
+    `row`, as the ORM builds them from its rows."""
+    built, start = [], 0
+    for model in models:
+        names = tuple(f.attname for f in model._meta.concrete_fields)
+        db = router.db_for_read(model)
+        built.append(model.from_db(db, names, row[start : start + len(names)]))
+        start += len(names)
+    return built
+
+
+def with_images(image_request: ImageRequest, viewer) -> ImageRequest:
+    """The request with `images.all()` read in one compiled query, as a prefetch
+    would: its images in their order."""
+    images = image_request.images.all()
+    images._result_cache = [
+        image
+        for row in compiled_rows(
+            ("request-images",),
+            lambda _viewer, id_: GeneratedImage.objects.filter(
+                image_request_id=id_
+            ).values_list(*fields(GeneratedImage)),
+            model=GeneratedImage,
+            user=viewer,
+            pk=image_request.pk,
+        )
+        for image in instances(row, GeneratedImage)
+    ]
+    images._prefetch_done = True
+    image_request._prefetched_objects_cache = {"images": images}
+    return image_request
 
 
 def own_request(user, pk: int) -> ImageRequest | None | bool:
     """The user's own live request `pk`, its `starred`, its user and its images
-    loaded, in two queries; False when it is not theirs (it may still be one
-    they may see), None when there is no compiled SQL here."""
+    loaded, in two queries."""
     rows = compiled_rows(
         ("own-request",),
         lambda viewer, id_: (
@@ -25,7 +65,7 @@ def own_request(user, pk: int) -> ImageRequest | None | bool:
             .filter(pk=id_)
             .with_starred(viewer)
             .order_by()
-            .values_list(*_REQUEST_FIELDS, "starred")
+            .values_list(*fields(ImageRequest), "starred")
         ),
         model=ImageRequest,
         user=user,
@@ -35,26 +75,29 @@ def own_request(user, pk: int) -> ImageRequest | None | bool:
         return None
     if not rows:
         return False
-    db = router.db_for_read(ImageRequest)
-    image_request = ImageRequest.from_db(db, _REQUEST_FIELDS, rows[0][:-1])
+    (image_request,) = instances(rows[0], ImageRequest)
     image_request.starred = rows[0][-1]
     image_request.user = user
-    images = image_request.images.all()
-    images._result_cache = [
-        GeneratedImage.from_db(db, _IMAGE_FIELDS, row)
-        for row in compiled_rows(
-            ("own-request-images",),
-            lambda _viewer, id_: GeneratedImage.objects.filter(
-                image_request_id=id_
-            ).values_list(*_IMAGE_FIELDS),
-            model=GeneratedImage,
-            user=user,
-            pk=pk,
-        )
-    ]
-    images._prefetch_done = True
-    image_request._prefetched_objects_cache = {"images": images}
-    return image_request
+    return with_images(image_request, user)
+
+
+def own_image(user, pk: int, image_pk: int) -> GeneratedImage | None | bool:
+    """Image `image_pk` of the user's own live request `pk`."""
+    rows = compiled_rows(
+        ("own-image",),
+        lambda viewer, id_: (
+            GeneratedImage.objects.for_user(viewer)
+            .filter(pk=id_)
+            .values_list(*fields(GeneratedImage))
+        ),
+        model=GeneratedImage,
+        user=user,
+        pk=image_pk,
+    )
+    if rows is None:
+        return None
+    images = [image for row in rows for image in instances(row, GeneratedImage)]
+    return next((image for image in images if image.image_request_id == pk), False)
 
 
 def has_lineage(user, pk: int) -> bool:

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from bananaweb import media, options
 from bananaweb import services as bananaweb_services
-from bananaweb.gateway import openapi, results, services
+from bananaweb.gateway import lookups, openapi, results, services
 from bananaweb.gateway.auth import ApiError, ApiRequest, api_view
 from bananaweb.gateway.forms import ApiTokenForm
 from bananaweb.gateway.models import ApiToken, GatewayTask
@@ -120,17 +120,20 @@ def task_result(request: ApiRequest) -> JsonResponse:
         raise ApiError(
             404, "No task with this taskId.", {"taskId": "Unknown taskId."}
         ) from None
-    gateway_task = (
-        GatewayTask.objects.select_related("image_request")
-        .prefetch_related("image_request__images")
-        .filter(
-            image_request__user=request.user,
-            image_request__deleted_at__isnull=True,
-            task_id=task_id,
-        )
-        .first()
-    )
+    # What scripts poll: its SQL built once per process.
+    gateway_task = lookups.own_task(request.user, task_id)
     if gateway_task is None:
+        gateway_task = (
+            GatewayTask.objects.select_related("image_request")
+            .prefetch_related("image_request__images")
+            .filter(
+                image_request__user=request.user,
+                image_request__deleted_at__isnull=True,
+                task_id=task_id,
+            )
+            .first()
+        )
+    if not gateway_task:
         raise ApiError(
             404, "No task with this taskId among yours.", {"taskId": "Unknown taskId."}
         )

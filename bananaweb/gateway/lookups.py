@@ -1,0 +1,62 @@
+"""The gateway's token check and task result from SQL built once per process
+(bananaweb.compiled, bananaweb.lookups): scripts poll them. None where there is
+no compiled SQL (SQLite), then the caller asks the ORM; False when not found.
+"""
+
+import uuid
+
+from django.contrib.auth import get_user_model
+
+from bananaweb.compiled import compiled_rows
+from bananaweb.gateway.models import ApiToken, GatewayTask
+from bananaweb.lookups import fields, instances, with_images
+from bananaweb.models import ImageRequest
+
+
+def active_token(token_hash: str) -> ApiToken | None | bool:
+    """The active token with this hash, of an active user, with its user."""
+    User = get_user_model()
+    rows = compiled_rows(
+        ("active-token",),
+        lambda hashed: (
+            ApiToken.objects.active()
+            .filter(token_hash=hashed, user__is_active=True)
+            .order_by()
+            .values_list(*fields(ApiToken), *fields(User, "user__"))
+        ),
+        model=ApiToken,
+        token_hash=token_hash,
+    )
+    if rows is None:
+        return None
+    if not rows:
+        return False
+    api_token, user = instances(rows[0], ApiToken, User)
+    api_token.user = user
+    return api_token
+
+
+def own_task(user, task_id: uuid.UUID) -> GatewayTask | None | bool:
+    """The user's task `task_id`, of a live request, with its request and images."""
+    rows = compiled_rows(
+        ("own-task",),
+        lambda viewer, task: (
+            GatewayTask.objects.filter(
+                image_request__user=viewer,
+                image_request__deleted_at__isnull=True,
+                task_id=task,
+            )
+            .order_by()
+            .values_list(*fields(GatewayTask), *fields(ImageRequest, "image_request__"))
+        ),
+        model=GatewayTask,
+        user=user,
+        task_id=task_id,
+    )
+    if rows is None:
+        return None
+    if not rows:
+        return False
+    gateway_task, image_request = instances(rows[0], GatewayTask, ImageRequest)
+    gateway_task.image_request = with_images(image_request, user)
+    return gateway_task

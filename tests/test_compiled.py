@@ -1,0 +1,129 @@
+"""SQL built once per process with stand-ins (bananaweb/compiled.py) and the rows
+read through it (bananaweb/lookups.py, bananaweb/gateway/lookups.py): the very
+rows the ORM gives, whoever asks, whatever the values."""
+
+import uuid
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from bananaweb import compiled, lookups
+from bananaweb.gateway import lookups as gateway_lookups
+from bananaweb.gateway.models import ApiToken, GatewayTask, hash_token
+from bananaweb.models import GeneratedImage, ImageRequest
+from tests.factories import ImageRequestFactory, make_image
+
+POSTGRESQL = connection.vendor == "postgresql"
+only_postgresql = pytest.mark.skipif(not POSTGRESQL, reason="PostgreSQL's compiled SQL")
+
+
+def prompts_of(viewer, text):
+    return (
+        ImageRequest.objects.for_user(viewer)
+        .filter(prompt=text)
+        .values_list("prompt", "image_urls", "created_at")
+    )
+
+
+@pytest.mark.skipif(POSTGRESQL, reason="SQLite has no compiled SQL")
+def test_elsewhere_there_is_no_compiled_sql(user):
+    assert (
+        compiled.compiled_rows(
+            ("t",), prompts_of, model=ImageRequest, user=user, text="x"
+        )
+        is None
+    )
+    assert lookups.own_request(user, 1) is None
+    assert gateway_lookups.active_token("x") is None
+
+
+@only_postgresql
+def test_each_call_gets_its_own_values_from_one_compiled_sql(
+    user, other_user, monkeypatch
+):
+    mine = ImageRequestFactory(
+        user=user, prompt="Banana", image_urls=["https://a.test/1.png"]
+    )
+    ImageRequestFactory(user=other_user, prompt="Banana")
+    ImageRequestFactory(user=user, prompt="Cherry")
+    built = []
+
+    def counting(viewer, text):
+        built.append(text)
+        return prompts_of(viewer, text)
+
+    key = ("test-each-call", uuid.uuid4().hex)
+    for viewer, text in [(user, "Banana"), (user, "Cherry"), (other_user, "Banana")]:
+        rows = compiled.compiled_rows(
+            key, counting, model=ImageRequest, user=viewer, text=text
+        )
+        # As the ORM gives them: JSON decoded, aware datetimes.
+        assert rows == list(prompts_of(viewer, text))
+        if viewer == user and text == "Banana":
+            assert rows == [("Banana", ["https://a.test/1.png"], mine.created_at)]
+    assert len(built) == 1, "built once, for the stand-ins"
+    assert (
+        compiled.compiled_rows(
+            key, counting, model=ImageRequest, user=user, text="Zebra"
+        )
+        == []
+    )
+
+
+@only_postgresql
+def test_a_stand_in_is_never_a_value(user):
+    """A constant of the query equal to nobody's value is left as it is."""
+    ImageRequestFactory(user=user, prompt="\x1fstand-in 1\x1f")
+    rows = compiled.compiled_rows(
+        ("test-stand-in", uuid.uuid4().hex),
+        prompts_of,
+        model=ImageRequest,
+        user=user,
+        text="\x1fstand-in 1\x1f",
+    )
+    assert [row[0] for row in rows] == ["\x1fstand-in 1\x1f"]
+    with pytest.raises(TypeError):
+        compiled.compiled_rows(
+            ("test-flag",), prompts_of, model=ImageRequest, user=user, text=True
+        )
+
+
+@only_postgresql
+def test_the_owners_request_and_image_and_nobody_elses(user, other_user):
+    image_request = ImageRequestFactory(user=user, status="completed")
+    first, second = make_image(image_request), make_image(image_request)
+    found = lookups.own_request(user, image_request.pk)
+    assert found.pk == image_request.pk and found.user == user
+    assert list(found.images.all()) == [first, second]
+    assert found.starred is False
+    assert lookups.own_request(other_user, image_request.pk) is False
+    assert lookups.own_image(user, image_request.pk, second.pk) == second
+    assert lookups.own_image(other_user, image_request.pk, second.pk) is False
+    # An image under another request's id is not found by its id alone.
+    other = ImageRequestFactory(user=user)
+    assert lookups.own_image(user, other.pk, second.pk) is False
+    ImageRequest.objects.filter(pk=image_request.pk).update(deleted_at=timezone.now())
+    assert lookups.own_request(user, image_request.pk) is False
+    assert lookups.own_image(user, image_request.pk, second.pk) is False
+
+
+@only_postgresql
+def test_the_gateways_token_and_task(user, other_user):
+    api_token = ApiToken(user=user, name="script")
+    api_token.set_token("bw_compiled-test-token")
+    api_token.save()
+    found = gateway_lookups.active_token(hash_token("bw_compiled-test-token"))
+    assert found == api_token and found.user == user
+    assert gateway_lookups.active_token(hash_token("bw_another")) is False
+    image_request = ImageRequestFactory(user=user, status="completed")
+    image = make_image(image_request)
+    task = GatewayTask.objects.create(image_request=image_request, api_token=api_token)
+    found = gateway_lookups.own_task(user, task.task_id)
+    assert found == task and found.image_request == image_request
+    assert list(found.image_request.images.all()) == [image]
+    assert gateway_lookups.own_task(other_user, task.task_id) is False
+    assert gateway_lookups.own_task(user, uuid.uuid4()) is False
+    ApiToken.objects.filter(pk=api_token.pk).update(revoked_at=timezone.now())
+    assert gateway_lookups.active_token(hash_token("bw_compiled-test-token")) is False
+    assert GeneratedImage.objects.count() == 1
