@@ -30,6 +30,7 @@ from django.db.models import (
 )
 from django.utils import timezone
 from django.utils.http import urlencode
+from django.utils.safestring import SafeString
 
 from bananaweb import options
 from bananaweb.compiled import compiled_rows
@@ -443,6 +444,22 @@ class HistoryPage:
     filters: HistoryFilters
     page: Page
     entries: list  # HistoryEntry for the cards; ImageRequest for the gallery
+
+    @property
+    def cached_html(self) -> SafeString:
+        """Every entry's HTML in one, when each has it from the cache (a card, a
+        tile: fragments.py), for the template to show without a loop; "" when
+        one has to be rendered (a group, a card missing)."""
+        parts = []
+        for entry in self.entries:
+            if self.filters.gallery:
+                html = entry.tile_html
+            else:
+                html = "" if entry.is_group else entry.image_request.card_html
+            if not html:
+                return SafeString("")
+            parts.append(html)
+        return SafeString("".join(parts))
 
     @property
     def previous_query(self) -> str:

@@ -81,6 +81,29 @@ def own_request(user, pk: int) -> ImageRequest | None | bool:
     return with_images(image_request, user)
 
 
+def own_requests_only(user, pks: Sequence[int], names: Sequence[str]) -> list | None:
+    """The user's own live requests among `pks`, each with only the `names`
+    columns (and its id) loaded: a page's poll, whatever its number of ids (an
+    SQL for each number, up to polling.MAX_IDS)."""
+    columns = ("id", *names)
+    rows = compiled_rows(
+        ("own-requests-only", tuple(names), len(pks)),
+        lambda viewer, *ids: (
+            ImageRequest.objects.for_user(viewer)
+            .filter(pk__in=ids)
+            .order_by()
+            .values_list(*columns)
+        ),
+        model=ImageRequest,
+        user=user,
+        **{f"id{index}": pk for index, pk in enumerate(pks)},
+    )
+    if rows is None:
+        return None
+    db = router.db_for_read(ImageRequest)
+    return [ImageRequest.from_db(db, columns, row) for row in rows]
+
+
 def own_image(user, pk: int, image_pk: int) -> GeneratedImage | None | bool:
     """Image `image_pk` of the user's own live request `pk`."""
     rows = compiled_rows(

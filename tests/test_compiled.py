@@ -127,3 +127,17 @@ def test_the_gateways_token_and_task(user, other_user):
     ApiToken.objects.filter(pk=api_token.pk).update(revoked_at=timezone.now())
     assert gateway_lookups.active_token(hash_token("bw_compiled-test-token")) is False
     assert GeneratedImage.objects.count() == 1
+
+
+@only_postgresql
+def test_a_polls_own_requests_whatever_their_number(user, other_user):
+    mine = [ImageRequestFactory(user=user, status="in_progress") for _ in range(3)]
+    theirs = ImageRequestFactory(user=other_user)
+    names = ("status", "error_message")
+    for ids in ([mine[0].pk], [m.pk for m in mine], [mine[2].pk, theirs.pk]):
+        found = lookups.own_requests_only(user, ids, names)
+        assert sorted(r.pk for r in found) == sorted(
+            pk for pk in ids if pk != theirs.pk
+        )
+        assert all(r.status == "in_progress" for r in found)
+    assert lookups.own_requests_only(other_user, [mine[0].pk], names) == []
