@@ -509,18 +509,47 @@ def _window_page(listed, size: int, number: int, rows: list | None = None) -> Pa
     return WindowPage(rows, number, Paginator(ImageRequest.objects.none(), size), size)
 
 
-def _counted_page(user, filters: HistoryFilters) -> tuple[Page, list[CardRow]]:
-    """A page of the cards the filters narrow the history to, and how many match,
-    in one query: the count is a window over the rows the page is cut from (a
-    search ranks them all anyway). Its SQL is built once per process, the search
-    words a stand-in (bananaweb.compiled). Past the end (an old link), the last
-    page."""
-    size = settings.BANANAWEB_HISTORY_PAGE_SIZE
+def _uncounted_page(user, filters: HistoryFilters, size: int, listing) -> Page:
+    """A page of the whole history (or gallery) as CardRows' tuples, without a
+    COUNT(*), which would cost more than the page: its pager says "Page 7" and
+    links the next when there is one. The page's ids (the offset walking the
+    index alone) and their rows in one query, its SQL built once per process
+    (bananaweb.compiled). `listing(user, filters)`: the requests, newest first."""
+    offset = (filters.page - 1) * size
+    return _window_page(
+        lambda: _card_rows(listing(user, filters), user),
+        size,
+        filters.page,
+        compiled_rows(
+            ("uncounted", replace(filters, page=1), size, offset),
+            lambda viewer: _card_rows(
+                ImageRequest.objects.filter(
+                    pk__in=listing(viewer, filters).values("pk")[
+                        offset : offset + size + 1
+                    ]
+                ).newest_first(),
+                viewer,
+            ),
+            model=ImageRequest,
+            user=user,
+        ),
+    )
+
+
+def _counted_page(
+    user, filters: HistoryFilters, size: int, listing
+) -> tuple[Page, list[CardRow]]:
+    """A page of what the filters narrow the history (or gallery) to, and how
+    many match, in one query: the count is a window over the rows the page is cut
+    from (a search ranks them all anyway). Its SQL is built once per process, the
+    search words a stand-in (bananaweb.compiled). Past the end (an old link), the
+    last page. `listing(user, filters)`: the requests, in order."""
     offset = (filters.page - 1) * size
 
     def rows_for(viewer, text: str = filters.q):
-        listed = _card_listing(viewer, replace(filters, q=text))
-        counted = listed.annotate(matches=Window(Count("pk")))
+        counted = listing(viewer, replace(filters, q=text)).annotate(
+            matches=Window(Count("pk"))
+        )
         return _card_rows(counted, viewer, "matches")[offset : offset + size]
 
     tuples = compiled_rows(
@@ -533,9 +562,10 @@ def _counted_page(user, filters: HistoryFilters) -> tuple[Page, list[CardRow]]:
     if tuples is None:
         tuples = list(rows_for(user))
     if not tuples and filters.page > 1:
-        matches = _card_listing(user, filters).count()
+        matches = listing(user, filters).count()
         last = max(1, -(-matches // size))
-        return _counted_page(user, replace(filters, page=min(last, filters.page - 1)))
+        earlier = replace(filters, page=min(last, filters.page - 1))
+        return _counted_page(user, earlier, size, listing)
     paginator = Paginator(ImageRequest.objects.none(), size)
     paginator.count = tuples[0][-1] if tuples else 0  # a cached_property
     page = paginator.page(filters.page)
@@ -666,64 +696,19 @@ def history_page(*, user, filters: HistoryFilters, cached=None) -> HistoryPage:
     fragments.cached_cards) gives those whose HTML is cached, and only the others
     are loaded as ImageRequests (their images prefetched) to be rendered."""
     if filters.gallery:
-        size = settings.BANANAWEB_GALLERY_PAGE_SIZE
-        if filters.narrowed:
-            # The summary says how many match: counted (the requests alone).
-            requests_ = _gallery(user, filters)
-            page = Paginator(requests_, size).get_page(filters.page)
-            offset = (page.number - 1) * size
-            rows = _as_card_rows(_card_rows(requests_, user)[offset : offset + size])
-        else:
-            # Counting every request with an image costs more than the page.
-            offset = (filters.page - 1) * size
-            page = _window_page(
-                lambda: _card_rows(_gallery(user, filters), user),
-                size,
-                filters.page,
-                # The SQL built once per process (bananaweb.compiled).
-                compiled_rows(
-                    ("gallery", filters, size),
-                    lambda u: _card_rows(_gallery(u, filters), u)[
-                        offset : offset + size + 1
-                    ],
-                    model=ImageRequest,
-                    user=user,
-                ),
-            )
-            rows = _as_card_rows(page.object_list)
-        tiles = _full_cards(rows, cached, tiles=True)
-        page.object_list = [tiles[row.pk] for row in rows]
-        return HistoryPage(filters=filters, page=page, entries=page.object_list)
-
-    size = settings.BANANAWEB_HISTORY_PAGE_SIZE
+        size, listing = settings.BANANAWEB_GALLERY_PAGE_SIZE, _gallery
+    else:
+        size, listing = settings.BANANAWEB_HISTORY_PAGE_SIZE, _card_listing
     if filters.narrowed:
         # The summary says how many match.
-        page, listed_rows = _counted_page(user, filters)
+        page, listed_rows = _counted_page(user, filters, size, listing)
     else:
-        # A page of the whole history: counting it costs more than the page, so
-        # its pager says "Page 7" and links the next when there is one. The
-        # page's ids (the offset walking the index alone) and their rows in one
-        # query, its SQL built once per process (bananaweb.compiled).
-        offset = (filters.page - 1) * size
-        page = _window_page(
-            lambda: _card_rows(_card_listing(user, filters), user),
-            size,
-            filters.page,
-            compiled_rows(
-                ("cards", replace(filters, page=1), size, offset),
-                lambda u: _card_rows(
-                    ImageRequest.objects.filter(
-                        pk__in=_card_listing(u, filters).values("pk")[
-                            offset : offset + size + 1
-                        ]
-                    ).newest_first(),
-                    u,
-                ),
-                model=ImageRequest,
-                user=user,
-            ),
-        )
+        page = _uncounted_page(user, filters, size, listing)
         listed_rows = _as_card_rows(page.object_list)
+    if filters.gallery:
+        tiles = _full_cards(listed_rows, cached, tiles=True)
+        page.object_list = [tiles[row.pk] for row in listed_rows]
+        return HistoryPage(filters=filters, page=page, entries=page.object_list)
     groups = {row.group for row in listed_rows if row.group is not None}
     members: dict = {group: [] for group in groups}
     if groups:

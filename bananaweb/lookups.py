@@ -33,6 +33,16 @@ def instances(row: Sequence, *models: type[Model]) -> list[Model]:
     return built
 
 
+def first_instances(key: tuple, rows_for, *models: type[Model], **values):
+    """The instances of `models` (see instances) in the first row of a compiled
+    query (compiled_rows, of the first model): None where there is no compiled
+    SQL, False when there is no row."""
+    rows = compiled_rows(key, rows_for, model=models[0], **values)
+    if rows is None:
+        return None
+    return instances(rows[0], *models) if rows else False
+
+
 def with_images(image_request: ImageRequest, viewer) -> ImageRequest:
     """The request with `images.all()` read in one compiled query, as a prefetch
     would: its images in their order."""

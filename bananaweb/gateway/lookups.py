@@ -7,16 +7,15 @@ import uuid
 
 from django.contrib.auth import get_user_model
 
-from bananaweb.compiled import compiled_rows
 from bananaweb.gateway.models import ApiToken, GatewayTask
-from bananaweb.lookups import fields, instances, with_images
+from bananaweb.lookups import fields, first_instances, with_images
 from bananaweb.models import ImageRequest
 
 
 def active_token(token_hash: str) -> ApiToken | None | bool:
     """The active token with this hash, of an active user, with its user."""
     User = get_user_model()
-    rows = compiled_rows(
+    found = first_instances(
         ("active-token",),
         lambda hashed: (
             ApiToken.objects.active()
@@ -24,21 +23,20 @@ def active_token(token_hash: str) -> ApiToken | None | bool:
             .order_by()
             .values_list(*fields(ApiToken), *fields(User, "user__"))
         ),
-        model=ApiToken,
+        ApiToken,
+        User,
         token_hash=token_hash,
     )
-    if rows is None:
-        return None
-    if not rows:
-        return False
-    api_token, user = instances(rows[0], ApiToken, User)
+    if not found:
+        return found
+    api_token, user = found
     api_token.user = user
     return api_token
 
 
 def own_task(user, task_id: uuid.UUID) -> GatewayTask | None | bool:
     """The user's task `task_id`, of a live request, with its request and images."""
-    rows = compiled_rows(
+    found = first_instances(
         ("own-task",),
         lambda viewer, task: (
             GatewayTask.objects.filter(
@@ -49,14 +47,13 @@ def own_task(user, task_id: uuid.UUID) -> GatewayTask | None | bool:
             .order_by()
             .values_list(*fields(GatewayTask), *fields(ImageRequest, "image_request__"))
         ),
-        model=GatewayTask,
+        GatewayTask,
+        ImageRequest,
         user=user,
         task_id=task_id,
     )
-    if rows is None:
-        return None
-    if not rows:
-        return False
-    gateway_task, image_request = instances(rows[0], GatewayTask, ImageRequest)
+    if not found:
+        return found
+    gateway_task, image_request = found
     gateway_task.image_request = with_images(image_request, user)
     return gateway_task
