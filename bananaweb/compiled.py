@@ -21,10 +21,13 @@ from datetime import UTC, datetime, timedelta
 from django.db import connections, router
 from django.db.models import Model, QuerySet
 
+from bananaweb.remembered import Remembered
+
 STAND_IN_ID = -918_273_645
 STAND_IN_DAY = datetime(1901, 2, 3, tzinfo=UTC)
 STAND_IN_UUID = 0x5EED_0000_0000_4000_8000_0000_0000_0000
-_sql: dict = {}
+# Each query's SQL for each key (deep history pages have one each): the last ones.
+_sql = Remembered(256)
 
 
 def compiled_rows(
@@ -48,7 +51,7 @@ def compiled_rows(
     ):
         return None
     key = (db, *key, *given)
-    if key not in _sql:
+    if (compiled := _sql.get(key)) is None:
         stand_ins = [
             _stand_in(value, index) for index, value in enumerate(given.values())
         ]
@@ -57,10 +60,9 @@ def compiled_rows(
         # As QuerySet iteration does: each column's converters, by position.
         columns = [column for column, _, _ in compiler.select[: compiler.col_count]]
         converters = list(compiler.get_converters(columns).items())
-        if len(_sql) >= 256:
-            _sql.clear()  # deep history pages: a key each
-        _sql[key] = (sql, params, converters)
-    sql, params, converters = _sql[key]
+        compiled = (sql, params, converters)
+        _sql.put(key, compiled)
+    sql, params, converters = compiled
     real = {
         _value(_stand_in(value, index)): _value(value)
         for index, value in enumerate(given.values())

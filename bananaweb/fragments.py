@@ -29,9 +29,7 @@ A key never covers the URL prefix (SCRIPT_NAME): one process serves one site.
 
 import hashlib
 import secrets
-import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Iterable
 
 from django.conf import settings
@@ -49,6 +47,7 @@ from bananaweb.compiled import compiled_rows
 from bananaweb.forms import ImageRequestForm
 from bananaweb.models import ImageRequest
 from bananaweb.prompts.models import PromptTemplate
+from bananaweb.remembered import Remembered
 from bananaweb.templatetags.bananaweb import (
     ELAPSED_SECONDS_PLACEHOLDER,
     ELAPSED_TEXT_PLACEHOLDER,
@@ -62,33 +61,6 @@ TEMPLATES = ("requests/index.html", "team/_add_to_collection.html")
 CSRF_PLACEHOLDER = mark_safe("<csrf-token>")
 # A day: changed cards get new keys, so old ones only wait to expire.
 TIMEOUT = 24 * 60 * 60
-
-
-class Remembered:
-    """A process's last `size` values by key; its worker threads share it."""
-
-    def __init__(self, size: int):
-        self.size = size
-        self._values: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key):
-        with self._lock:
-            value = self._values.get(key)
-            if value is not None:
-                self._values.move_to_end(key)
-            return value
-
-    def put(self, key, value) -> None:
-        with self._lock:
-            self._values[key] = value
-            self._values.move_to_end(key)
-            while len(self._values) > self.size:
-                self._values.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._values.clear()
 
 
 # Each process also keeps the cards and tiles it served last (~2 KB each): a key
@@ -181,17 +153,19 @@ def _filled(html: str, token: str, image_request) -> SafeString:
     return SafeString(html)
 
 
+def _kept(keys: Iterable[str]) -> dict[str, str]:
+    """The HTML of each key found: this process's copy (no query), else the
+    shared cache's (one query for all)."""
+    found = {key: html for key in keys if (html := _cards_seen.get(key)) is not None}
+    if missing := [key for key in keys if key not in found]:
+        found |= cache.get_many(missing)
+    return found
+
+
 def _html_for(keyed: dict, render, *, look: bool = True) -> dict[str, str]:
-    """Each key's HTML: this process's copy, else the shared cache's, else
-    `render(item)` (then kept in both). Not `look`: known to be in neither."""
-    # This process's copies first: a page seen before costs no query.
-    found = {
-        key: html
-        for key in keyed
-        if look and (html := _cards_seen.get(key)) is not None
-    }
-    if look and len(found) < len(keyed):
-        found |= cache.get_many([key for key in keyed if key not in found])
+    """Each key's HTML: kept (_kept), else `render(item)` (then kept in both).
+    Not `look`: known to be in neither."""
+    found = _kept(keyed) if look else {}
     missing = {
         key: str(render(item)) for key, item in keyed.items() if key not in found
     }
@@ -203,24 +177,31 @@ def _html_for(keyed: dict, render, *, look: bool = True) -> dict[str, str]:
     return found
 
 
-def attach_cards(
-    request, image_requests: Iterable[ImageRequest], *, looked_up: bool = False
+def attach(
+    request,
+    image_requests: Iterable[ImageRequest],
+    *,
+    tiles: bool = False,
+    looked_up: bool = False,
 ) -> None:
-    """Set `card_html` on each request, from the cache or rendered (and then
-    cached); the history's template shows it instead of rendering the card.
-    `looked_up`: cached_cards found none of them, render them all."""
+    """Set `card_html` (or, in the gallery, `tile_html`) on each request, from
+    the cache or rendered (and then cached); the history's template shows it
+    instead of rendering it. `looked_up`: cached_cards found none of them,
+    render them all."""
     viewer = request.user
+    key_for, render = (tile_key, _render_tile) if tiles else (card_key, _render_card)
     keyed = {
-        card_key(r, viewer): r
+        key_for(r, viewer): r
         for r in image_requests
         if not isinstance(r, history.CardRow)
     }
     if not keyed:
         return
-    found = _html_for(keyed, lambda r: _render_card(r, viewer), look=not looked_up)
+    found = _html_for(keyed, lambda r: render(r, viewer), look=not looked_up)
     token = get_token(request)
     for key, image_request in keyed.items():
-        image_request.card_html = _filled(found[key], token, image_request)
+        html = _filled(found[key], token, image_request)
+        setattr(image_request, "tile_html" if tiles else "card_html", html)
 
 
 def cached_cards(request, *, tiles: bool = False):
@@ -232,10 +213,7 @@ def cached_cards(request, *, tiles: bool = False):
 
     def cached(rows) -> dict[int, SafeString]:
         keyed = {key_for(row, viewer): row for row in rows}
-        found = {k: html for k in keyed if (html := _cards_seen.get(k)) is not None}
-        if len(found) < len(keyed):
-            found |= cache.get_many([key for key in keyed if key not in found])
-        if not found:
+        if not (found := _kept(keyed)):
             return {}
         token = get_token(request)
         html_by_pk = {}
@@ -268,27 +246,10 @@ def tile_key(image_request: ImageRequest | history.CardRow, viewer) -> str:
     return f"tile:{image_request.pk}:{digest}"
 
 
-def attach_tiles(
-    request, image_requests: Iterable[ImageRequest], *, looked_up: bool = False
-) -> None:
-    """Set `tile_html` on each of a gallery's requests, as attach_cards does (a
-    tile has no form: no token to fill)."""
-    viewer = request.user
-    keyed = {
-        tile_key(r, viewer): r
-        for r in image_requests
-        if not isinstance(r, history.CardRow)
-    }
-    if not keyed:
-        return
-
-    def render(image_request: ImageRequest) -> str:
-        context = {"image_request": image_request, "user": viewer}
-        return get_template(TILE_TEMPLATE).render(context)
-
-    found = _html_for(keyed, render, look=not looked_up)
-    for key, image_request in keyed.items():
-        image_request.tile_html = SafeString(found[key])
+def _render_tile(image_request: ImageRequest, viewer) -> str:
+    # A plain context: the tile reads only these (and its key covers them).
+    context = {"image_request": image_request, "user": viewer}
+    return get_template(TILE_TEMPLATE).render(context)
 
 
 # --- The request forms ----------------------------------------------------------

@@ -193,26 +193,24 @@ def _history(request: HtmxHttpRequest) -> dict:
     team = request.GET.get("scope") == history.Scope.TEAM
     people = history.team_people(request.user) if team else []
     filters = history.history_filters(request.GET, people=people)
-    # Finished cards and tiles come from the cache, rendered once (fragments.py):
+    # Cards and tiles come from the cache, rendered once (fragments.py):
     # those cached are never built as ImageRequests.
     page = history.history_page(
         user=request.user,
         filters=filters,
         cached=fragments.cached_cards(request, tiles=filters.gallery),
     )
-    if filters.gallery:
-        fragments.attach_tiles(request, page.entries, looked_up=True)
-    else:
-        fragments.attach_cards(
-            request,
-            [
-                m
-                for entry in page.entries
-                for m in entry.members or (entry.image_request,)
-            ],
-            # The page's cached cards came as CardRows; the rest missed.
-            looked_up=True,
-        )
+    # The page's cached cards came as CardRows; the rest missed.
+    fragments.attach(
+        request,
+        page.entries
+        if filters.gallery
+        else [
+            m for entry in page.entries for m in entry.members or (entry.image_request,)
+        ],
+        tiles=filters.gallery,
+        looked_up=True,
+    )
     return {
         # The search form, on whole pages only (rendered once per filters).
         "filters_html": ""
