@@ -23,6 +23,8 @@ from pathlib import Path
 
 from locust import HttpUser, between, events, task
 
+from tests.load.verdicts import api_body, web_form
+
 ACCOUNTS: list[dict] = json.loads(Path(os.environ["LOAD_ACCOUNTS"]).read_text())
 PASSWORD = os.environ["LOAD_PASSWORD"]
 RECORD = Path(os.environ["LOAD_RECORD"])
@@ -102,15 +104,7 @@ class TeamMember(HttpUser):
         submissions.append(submission)
         with self.client.post(
             "/requests/",
-            data={
-                "action": "generate",
-                "prompt": prompt,
-                "model": "nano-banana-fast",
-                "aspect_ratio": random.choice(ASPECT_RATIOS),
-                "resolution": "",
-                "image_urls": "",
-                "idempotency_key": str(uuid.uuid4()),
-            },
+            data=web_form(prompt, random.choice(ASPECT_RATIOS), str(uuid.uuid4())),
             headers={
                 "HX-Request": "true",
                 "HX-Current-URL": self.host + "/",
@@ -149,13 +143,7 @@ class TeamMember(HttpUser):
         headers = {"Authorization": f"Bearer {self.account['token']}"}
         with self.client.post(
             "/api/gemini/image/generate",
-            json={
-                "prompt": prompt,
-                "action": "generate",
-                "num_images": 1,
-                "aspect_ratio": random.choice(ASPECT_RATIOS),
-                "model": "nano-banana-fast",
-            },
+            json=api_body(prompt, random.choice(ASPECT_RATIOS)),
             headers=headers | {"Idempotency-Key": str(uuid.uuid4())},
             name="api: generate",
             catch_response=True,

@@ -27,27 +27,16 @@ import itertools
 import json
 import os
 import secrets
-import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.load.stack import (
-    PYTHON,
-    ROOT,
-    Stack,
-    StackError,
-    postgres_admin_url,
-    postgres_reachable,
-    throwaway_database,
-)
+from tests.load import verdicts
+from tests.load.stack import PYTHON, ROOT, Stack, throwaway_database
 
-DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
-TERMINAL = {"completed", "failed", "unknown"}
 DRAIN_SECONDS = 60  # after the load, for every request to finish
 # A modest rate of upstream trouble: each knob's fault on one call in ten. Submits
 # take turns between a 429 (wait, send again), a 503 (the same) and a 502 (outcome
@@ -55,7 +44,6 @@ DRAIN_SECONDS = 60  # after the load, for every request to finish
 FAULT_RATE = 0.1
 SUBMIT_FAULTS = ("429", "503", "502")
 FAULT_TURN_SECONDS = 5
-KILL_TRIES = 3
 REPORT = ROOT / "var" / "loadtest-last.md"
 
 
@@ -95,12 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     admin_url = ""
     if args.database == "postgresql":
-        admin_url = postgres_admin_url() or postgres_admin_url(DEFAULT_POSTGRES)
-        if not postgres_reachable(admin_url):
-            say(
-                f"PostgreSQL is not reachable at {admin_url.rsplit('/', 1)[0]}: "
-                "start it, point DATABASE_URL at a server, or use --database sqlite."
-            )
+        admin_url = verdicts.postgres_server(
+            say, "start it, point DATABASE_URL at a server, or use --database sqlite."
+        )
+        if admin_url is None:
             return 2
     folder = Path(tempfile.mkdtemp(prefix="bananaweb-load-"))
     database = throwaway_database(
@@ -111,10 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         ok = run(args, folder, database.url, args.database)
     finally:
         database.drop()
-        if ok and not args.keep:
-            shutil.rmtree(folder, ignore_errors=True)
-        else:
-            say(f"Logs kept in {folder}/logs")
+        verdicts.tidy_up(folder, ok and not args.keep, say)
     return 0 if ok else 1
 
 
@@ -193,7 +176,9 @@ def run(args: argparse.Namespace, folder: Path, database_url: str, vendor: str) 
             while locust.poll() is None and time.monotonic() < limit:
                 now = time.monotonic()
                 if killed_at is None and now - started >= args.seconds / 2:
-                    killed_at, cut_off = kill_a_worker_mid_task(stack, started)
+                    killed_at, cut_off = verdicts.kill_worker_mid_task(
+                        stack, say, started
+                    )
                 if now >= next_turn:
                     stack.simulator(
                         "POST", "/_simulator/config", {"submit_fault": next(faults)}
@@ -225,15 +210,7 @@ def run(args: argparse.Namespace, folder: Path, database_url: str, vendor: str) 
             f"Load over after {load_seconds:.0f} s; waiting up to {args.drain} s "
             "for every request to finish …"
         )
-        drain_started = time.monotonic()
-        rows = stack.requests_in_db()
-        while time.monotonic() - drain_started < args.drain:
-            if all(row["status"] in TERMINAL for row in rows):
-                break
-            time.sleep(2)
-            stack.check_alive()
-            rows = stack.requests_in_db()
-        drain_seconds = time.monotonic() - drain_started
+        rows, drain_seconds = verdicts.drain(stack, args.drain)
 
         figures = measure(
             stack=stack,
@@ -258,35 +235,14 @@ def run(args: argparse.Namespace, folder: Path, database_url: str, vendor: str) 
             worker=stack.worker_command()[2],
         )
         checks = verdict(figures)
-        if not all(passed for _, passed in checks):
-            # Before the database is dropped: what the lead needs to see why.
-            diagnosis = folder / "logs" / "diagnosis.json"
-            diagnosis.write_text(stack.python("-m", "tests.load.dbtool", "diagnose"))
-            say(f"Requests in flight and unfinished task runs: {diagnosis}")
+        if not verdicts.passed(checks):
+            verdicts.keep_diagnosis(stack, folder, say)
     text = report(figures, checks)
     print(text, flush=True)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(text)
     say(f"Figures written to {args.report}")
-    return all(passed for _, passed in checks)
-
-
-def kill_a_worker_mid_task(stack: Stack, started: float) -> tuple[float, str | None]:
-    """SIGKILL task worker 0 in the middle of a task, and start it again: up to
-    KILL_TRIES times, while a kill finds it idle or the task ends first."""
-    for _ in range(KILL_TRIES):
-        cut_off = stack.kill_worker_mid_task(0)
-        killed_at = time.monotonic() - started
-        say(
-            f"SIGKILLed task worker 0 at {killed_at:.0f} s, "
-            + (f"in the middle of {cut_off}" if cut_off else "idle")
-            + "; starting it again."
-        )
-        time.sleep(1)
-        stack.start_worker(0)
-        if cut_off:
-            break
-    return killed_at, cut_off
+    return verdicts.passed(checks)
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -370,13 +326,15 @@ def measure(
         "error_codes": dict(
             Counter(row["error_code"] for row in rows if row["status"] != "completed")
         ),
-        "not_terminal": sum(1 for row in rows if row["status"] not in TERMINAL),
+        "not_terminal": sum(
+            1 for row in rows if row["status"] not in verdicts.TERMINAL
+        ),
         # In flight with a next step booked for after the deadline: a retry waiting
         # out its backoff, not a task that was lost.
         "waiting_past_deadline": sorted(
             row["due_at"][11:19]
             for row in rows
-            if row["status"] not in TERMINAL
+            if row["status"] not in verdicts.TERMINAL
             and datetime.fromisoformat(row["due_at"]) > datetime.now(UTC)
         ),
         "upstream": None
@@ -524,13 +482,11 @@ def report(figures: dict, checks: list[tuple[str, bool]]) -> str:
             "and anything else running)."
         ),
         "",
-        "| figure | value |",
-        "| --- | --- |",
-        *(f"| {name} | {value} |" for name, value in rows),
+        *verdicts.figure_table(rows),
         "",
         "Checks:",
         "",
-        *(f"- {'PASS' if passed else 'FAIL'}: {name}" for name, passed in checks),
+        *verdicts.check_lines(checks),
         "",
         "| request | count | failed | p50 | p95 |",
         "| --- | --- | --- | --- | --- |",
@@ -572,8 +528,4 @@ def _counts(counts: dict, *, first: bool = True) -> str:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except StackError as exc:
-        say(f"The stack failed: {exc}")
-        sys.exit(1)
+    verdicts.exit_with(main, say)

@@ -27,8 +27,6 @@ import json
 import random
 import re
 import secrets
-import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -38,23 +36,15 @@ from pathlib import Path
 
 import requests
 
-from tests.load.stack import (
-    Stack,
-    StackError,
-    postgres_admin_url,
-    postgres_reachable,
-    throwaway_database,
-)
+from tests.load import verdicts
+from tests.load.stack import Stack, StackError, throwaway_database
 from tests.s3_helpers import bucket_keys, create_bucket, s3_env, start_moto_server
 
-DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
-TERMINAL = {"completed", "failed", "unknown"}
 API_TERMINAL = {"completed", "failed", "cancelled", "timeout"}
 CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 CARD_ID = re.compile(r'id="request-(\d+)"')
 IMAGE_URL = re.compile(r'"(/requests/\d+/images/\d+/[a-z]+/)"')
 ASPECT_RATIOS = ("1:1", "16:9", "9:16", "4:3")
-KILL_TRIES = 3
 TIMEOUT = 30  # seconds for any one HTTP request
 # Signing in hashes the password on purpose slowly (over a second of CPU each): the
 # users sign in a few at a time before the run, and keep their sessions.
@@ -85,12 +75,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    admin_url = postgres_admin_url() or postgres_admin_url(DEFAULT_POSTGRES)
-    if not postgres_reachable(admin_url):
-        say(
-            f"PostgreSQL is not reachable at {admin_url.rsplit('/', 1)[0]}: start "
-            "it, or point DATABASE_URL at a server."
-        )
+    admin_url = verdicts.postgres_server(
+        say, "start it, or point DATABASE_URL at a server."
+    )
+    if admin_url is None:
         return 2
     folder = Path(tempfile.mkdtemp(prefix="bananaweb-scale-"))
     (folder / "logs").mkdir()
@@ -105,10 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         database.drop()
         moto.stop()
-        if ok and not args.keep:
-            shutil.rmtree(folder, ignore_errors=True)
-        else:
-            say(f"Logs kept in {folder}/logs")
+        verdicts.tidy_up(folder, ok and not args.keep, say)
     return 0 if ok else 1
 
 
@@ -168,15 +153,7 @@ def sign_in(session: requests.Session, base: str, username: str, password: str) 
 def submit_web(session: requests.Session, base: str, prompt: str, key: str) -> dict:
     answer = session.post(
         f"{base}/requests/",
-        data={
-            "action": "generate",
-            "prompt": prompt,
-            "model": "nano-banana-fast",
-            "aspect_ratio": random.choice(ASPECT_RATIOS),
-            "resolution": "",
-            "image_urls": "",
-            "idempotency_key": key,
-        },
+        data=verdicts.web_form(prompt, random.choice(ASPECT_RATIOS), key),
         headers={
             "HX-Request": "true",
             "X-CSRFToken": session.cookies.get("csrftoken", ""),
@@ -192,13 +169,7 @@ def submit_api(
 ) -> dict:
     answer = session.post(
         f"{base}/api/gemini/image/generate",
-        json={
-            "prompt": prompt,
-            "action": "generate",
-            "num_images": 1,
-            "aspect_ratio": random.choice(ASPECT_RATIOS),
-            "model": "nano-banana-fast",
-        },
+        json=verdicts.api_body(prompt, random.choice(ASPECT_RATIOS)),
         headers={
             "Authorization": f"Bearer {token}",
             "Idempotency-Key": key,
@@ -347,15 +318,7 @@ def run(
             f"Submitted in {submit_seconds:.0f} s; waiting up to {args.drain} s for "
             "every request to end …"
         )
-        drain_started = time.monotonic()
-        rows = stack.requests_in_db()
-        while time.monotonic() - drain_started < args.drain:
-            if all(row["status"] in TERMINAL for row in rows):
-                break
-            time.sleep(2)
-            stack.check_alive()
-            rows = stack.requests_in_db()
-        drain_seconds = time.monotonic() - drain_started
+        rows, drain_seconds = verdicts.drain(stack, args.drain)
 
         say("Reading every request back through the other web process …")
         read_statuses: Counter[str] = Counter()
@@ -388,29 +351,17 @@ def run(
             "task_runs": stack.task_runs(),
         }
         checks = verdict(figures, args.requests)
-        if not all(passed for _, passed in checks):
-            diagnosis = folder / "logs" / "diagnosis.json"
-            diagnosis.write_text(stack.python("-m", "tests.load.dbtool", "diagnose"))
-            say(f"Requests in flight and unfinished task runs: {diagnosis}")
+        if not verdicts.passed(checks):
+            verdicts.keep_diagnosis(stack, folder, say)
     print(report(figures, checks), flush=True)
-    return all(passed for _, passed in checks)
+    return verdicts.passed(checks)
 
 
 def kill_half_way(stack: Stack, run: Run) -> None:
     """SIGKILL task worker 0 once half the requests are in, in the middle of a task
-    when one is caught (up to KILL_TRIES kills), and start it again each time."""
+    when one is caught, and start it again."""
     run.half_way.wait(600)
-    for _ in range(KILL_TRIES):
-        cut_off = stack.kill_worker_mid_task(0)
-        say(
-            "SIGKILLed task worker 0 "
-            + (f"in the middle of {cut_off}" if cut_off else "idle")
-            + "; starting it again."
-        )
-        time.sleep(1)
-        stack.start_worker(0)
-        if cut_off:
-            return
+    verdicts.kill_worker_mid_task(stack, say)
 
 
 def measure(
@@ -446,7 +397,9 @@ def measure(
         "rows": len(rows),
         "missing": sorted(ours - set(in_db)),
         "saved_twice": sorted(prompt for prompt, n in in_db.items() if n > 1),
-        "not_terminal": sum(1 for row in rows if row["status"] not in TERMINAL),
+        "not_terminal": sum(
+            1 for row in rows if row["status"] not in verdicts.TERMINAL
+        ),
         "statuses": dict(statuses),
         "error_codes": dict(
             Counter(row["error_code"] for row in rows if row["status"] != "completed")
@@ -561,11 +514,9 @@ def report(figures: dict, checks: list[tuple[str, bool]]) -> str:
     lines = [
         "# Scale-out run: 2 gunicorn processes, 3 task workers, PostgreSQL, moto S3",
         "",
-        "| figure | value |",
-        "| --- | --- |",
-        *(f"| {name} | {value} |" for name, value in rows),
+        *verdicts.figure_table(rows),
         "",
-        *(f"- {'PASS' if passed else 'FAIL'}: {name}" for name, passed in checks),
+        *verdicts.check_lines(checks),
     ]
     details = {
         "refused": figures["refused"],
@@ -584,8 +535,4 @@ def report(figures: dict, checks: list[tuple[str, bool]]) -> str:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except StackError as exc:
-        say(f"The stack failed: {exc}")
-        sys.exit(1)
+    verdicts.exit_with(main, say)
