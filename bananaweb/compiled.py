@@ -15,7 +15,10 @@ constant is never taken for one. The values come back as the ORM gives them
 """
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.db import connections, router
@@ -30,6 +33,33 @@ STAND_IN_UUID = 0x5EED_0000_0000_4000_8000_0000_0000_0000
 _sql = Remembered(256)
 
 
+@dataclass(frozen=True)
+class Query:
+    """A query to run from compiled SQL: `rows_for(*values)`, a QuerySet of
+    `model` returning tuples, its SQL compiled for `key` (which with the values'
+    names must tell the SQL apart). Made by `query`."""
+
+    key: tuple
+    rows_for: Callable[..., QuerySet]
+    model: type[Model]
+    values: dict
+
+
+def query(key: tuple, rows_for, *, model: type[Model], **values) -> Query:
+    """The Query of these values, a value given as None left out."""
+    given = {name: value for name, value in values.items() if value is not None}
+    return Query(key, rows_for, model, given)
+
+
+@dataclass(frozen=True)
+class _Bound:
+    connection: object
+    sql: str
+    params: list
+    converters: list
+    memo_key: tuple
+
+
 def compiled_rows(
     key: tuple,
     rows_for: Callable[..., QuerySet],
@@ -37,25 +67,76 @@ def compiled_rows(
     model: type[Model],
     **values: object,
 ) -> list[tuple] | None:
-    """The rows of `rows_for(*values)`, a QuerySet of `model` returning tuples in
-    its SELECT's order, on PostgreSQL from the SQL compiled for `key` (which with
-    the values' names must tell the SQL apart); None elsewhere, or for a value it
-    can't stand in for (then use the QuerySet itself). A value given as None is
-    left out of the call."""
-    db = router.db_for_read(model)
+    """The rows of `query(key, rows_for, model=model, **values)` (see rows)."""
+    return rows(query(key, rows_for, model=model, **values))
+
+
+def rows(asked: Query) -> list[tuple] | None:
+    """The query's rows, in its SELECT's order, as the ORM gives them, on
+    PostgreSQL from its compiled SQL (taken from `together` when it ran them
+    already); None elsewhere, or for a value it can't stand in for (then use the
+    QuerySet itself)."""
+    bound = _bind(asked)
+    if bound is None:
+        return None
+    memo = _ran_together.get()
+    if memo is not None and bound.memo_key in memo:
+        raw = memo.pop(bound.memo_key)
+    else:
+        with bound.connection.cursor() as cursor:
+            cursor.execute(bound.sql, bound.params)
+            raw = cursor.fetchall()
+    return _converted_rows(raw, bound)
+
+
+@contextmanager
+def together(*queries: Query | None) -> Iterator[None]:
+    """Run these queries now, in one round trip to PostgreSQL (statements one
+    after the other, read with nextset), for the code inside to take their rows
+    (`rows`) without a query each: a page's queries, whose SQL is known before
+    the page is built. Elsewhere, or for fewer than two, nothing happens first.
+    What the code inside does not take is dropped on the way out."""
+    bound = [b for asked in queries if asked is not None and (b := _bind(asked))]
+    connection = bound[0].connection if bound else None
+    if len(bound) < 2 or any(b.connection is not connection for b in bound):
+        yield
+        return
+    memo = {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            ";\n".join(b.sql for b in bound), [p for b in bound for p in b.params]
+        )
+        for index, each in enumerate(bound):
+            if index:
+                cursor.nextset()
+            memo[each.memo_key] = cursor.fetchall()
+    token = _ran_together.set(memo)
+    try:
+        yield
+    finally:
+        _ran_together.reset(token)
+
+
+# The rows `together` read for the code inside it, by query and values.
+_ran_together: ContextVar[dict | None] = ContextVar("ran_together", default=None)
+
+
+def _bind(asked: Query) -> _Bound | None:
+    """The query's compiled SQL with its values in the stand-ins' places."""
+    db = router.db_for_read(asked.model)
     connection = connections[db]
-    given = {name: value for name, value in values.items() if value is not None}
+    given = asked.values
     if connection.vendor != "postgresql" or not all(
         isinstance(value, (Model, int, str, datetime, uuid.UUID))
         for value in given.values()
     ):
         return None
-    key = (db, *key, *given)
+    key = (db, *asked.key, *given)
     if (compiled := _sql.get(key)) is None:
         stand_ins = [
             _stand_in(value, index) for index, value in enumerate(given.values())
         ]
-        compiler = rows_for(*stand_ins).query.get_compiler(db)
+        compiler = asked.rows_for(*stand_ins).query.get_compiler(db)
         sql, params = compiler.as_sql()
         # As QuerySet iteration does: each column's converters, by position.
         columns = [column for column, _, _ in compiler.select[: compiler.col_count]]
@@ -68,12 +149,14 @@ def compiled_rows(
         for index, value in enumerate(given.values())
     }
     bound = [real.get(param, param) if _hashable(param) else param for param in params]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, bound)
-        rows = cursor.fetchall()
-    if not converters:
-        return rows
-    return [_converted(row, converters, connection) for row in rows]
+    memo_key = (key, *(_value(value) for value in given.values()))
+    return _Bound(connection, sql, bound, converters, memo_key)
+
+
+def _converted_rows(raw: list[tuple], bound: _Bound) -> list[tuple]:
+    if not bound.converters:
+        return raw
+    return [_converted(row, bound.converters, bound.connection) for row in raw]
 
 
 def _stand_in(value: object, index: int) -> object:

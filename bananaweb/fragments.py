@@ -42,8 +42,7 @@ from django.template.loader import get_template
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
-from bananaweb import history, options
-from bananaweb.compiled import compiled_rows
+from bananaweb import compiled, history, options
 from bananaweb.forms import ImageRequestForm
 from bananaweb.models import ImageRequest
 from bananaweb.prompts.models import PromptTemplate
@@ -276,19 +275,24 @@ def _forget_forms(**kwargs) -> None:
     _forms_html.clear()
 
 
+def _menu_rows(viewer):
+    username = get_user_model().USERNAME_FIELD
+    return PromptTemplate.objects.menu_for(viewer).values_list(
+        "pk", "name", "user_id", f"user__{username}"
+    )
+
+
+def menu_query(user) -> compiled.Query:
+    """The query of the forms' template menu (its SQL built once per process: it
+    depends on the user's id alone)."""
+    return compiled.query(("menu",), _menu_rows, model=PromptTemplate, user=user)
+
+
 def _menu_for(user) -> tuple[tuple[int, str, int, str], ...]:
     """The menu's templates as (id, name, owner's id, owner's name): all it shows,
     read without building a model instance each."""
-    username = get_user_model().USERNAME_FIELD
-
-    def rows_for(viewer):
-        return PromptTemplate.objects.menu_for(viewer).values_list(
-            "pk", "name", "user_id", f"user__{username}"
-        )
-
-    # Compiled once per process on PostgreSQL: it depends on the user's id alone.
-    rows = compiled_rows(("menu",), rows_for, model=PromptTemplate, user=user)
-    return tuple(tuple(row) for row in (rows_for(user) if rows is None else rows))
+    rows = compiled.rows(menu_query(user))
+    return tuple(tuple(row) for row in (_menu_rows(user) if rows is None else rows))
 
 
 def _render_forms(user, visibility: str, menu_rows: tuple) -> dict[str, str]:

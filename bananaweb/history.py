@@ -32,8 +32,7 @@ from django.utils import timezone
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 
-from bananaweb import options
-from bananaweb.compiled import compiled_rows
+from bananaweb import compiled, options
 from bananaweb.models import GeneratedImage, ImageRequest, RequestStatus
 
 SEARCH_CONFIG = "english"
@@ -266,21 +265,28 @@ def _search_query(text: str) -> SearchQuery:
     return SearchQuery(text, config=SEARCH_CONFIG, search_type="websearch")
 
 
+def _people(_viewer) -> QuerySet:
+    User = get_user_model()
+    shared = ImageRequest.objects.team().filter(user=OuterRef("pk"))
+    return (
+        User.objects.filter(Exists(shared))
+        .order_by(User.USERNAME_FIELD)
+        .values_list(User.USERNAME_FIELD)
+    )
+
+
+def team_people_query(viewer) -> compiled.Query:
+    """The query of team_people (the same for every viewer)."""
+    return compiled.query(
+        ("team-people",), _people, model=get_user_model(), user=viewer
+    )
+
+
 def team_people(viewer) -> list[str]:
     """The usernames of everyone with a request shared with the team: the Team
-    view's person filter (the same for every viewer)."""
-    User = get_user_model()
-
-    def people(_viewer):
-        shared = ImageRequest.objects.team().filter(user=OuterRef("pk"))
-        return (
-            User.objects.filter(Exists(shared))
-            .order_by(User.USERNAME_FIELD)
-            .values_list(User.USERNAME_FIELD)
-        )
-
-    rows = compiled_rows(("team-people",), people, model=User, user=viewer)
-    return [name for (name,) in (people(viewer) if rows is None else rows)]
+    view's person filter."""
+    rows = compiled.rows(team_people_query(viewer))
+    return [name for (name,) in (_people(viewer) if rows is None else rows)]
 
 
 def _filtered(*, user, filters: HistoryFilters) -> QuerySet[ImageRequest]:
@@ -509,30 +515,53 @@ def _window_page(listed, size: int, number: int, rows: list | None = None) -> Pa
     return WindowPage(rows, number, Paginator(ImageRequest.objects.none(), size), size)
 
 
+def _uncounted_query(user, filters: HistoryFilters, size: int, listing):
+    """The page's ids (the offset walking the index alone) and their rows, one
+    more than it shows, in one query (see _uncounted_page)."""
+    offset = (filters.page - 1) * size
+    return compiled.query(
+        ("uncounted", replace(filters, page=1), size, offset),
+        lambda viewer: _card_rows(
+            ImageRequest.objects.filter(
+                pk__in=listing(viewer, filters).values("pk")[offset : offset + size + 1]
+            ).newest_first(),
+            viewer,
+        ),
+        model=ImageRequest,
+        user=user,
+    )
+
+
 def _uncounted_page(user, filters: HistoryFilters, size: int, listing) -> Page:
     """A page of the whole history (or gallery) as CardRows' tuples, without a
     COUNT(*), which would cost more than the page: its pager says "Page 7" and
-    links the next when there is one. The page's ids (the offset walking the
-    index alone) and their rows in one query, its SQL built once per process
+    links the next when there is one. Its SQL built once per process
     (bananaweb.compiled). `listing(user, filters)`: the requests, newest first."""
-    offset = (filters.page - 1) * size
     return _window_page(
         lambda: _card_rows(listing(user, filters), user),
         size,
         filters.page,
-        compiled_rows(
-            ("uncounted", replace(filters, page=1), size, offset),
-            lambda viewer: _card_rows(
-                ImageRequest.objects.filter(
-                    pk__in=listing(viewer, filters).values("pk")[
-                        offset : offset + size + 1
-                    ]
-                ).newest_first(),
-                viewer,
-            ),
-            model=ImageRequest,
-            user=user,
-        ),
+        compiled.rows(_uncounted_query(user, filters, size, listing)),
+    )
+
+
+def _counted_query(user, filters: HistoryFilters, size: int, listing):
+    """The page's rows and how many match (see _counted_page); its rows_for(user)
+    is the QuerySet itself, for where there is no compiled SQL."""
+    offset = (filters.page - 1) * size
+
+    def rows_for(viewer, text: str = filters.q):
+        counted = listing(viewer, replace(filters, q=text)).annotate(
+            matches=Window(Count("pk"))
+        )
+        return _card_rows(counted, viewer, "matches")[offset : offset + size]
+
+    return compiled.query(
+        ("counted", replace(filters, q="…" if filters.q else "", page=1), size, offset),
+        rows_for,
+        model=ImageRequest,
+        user=user,
+        text=filters.q or None,
     )
 
 
@@ -544,23 +573,10 @@ def _counted_page(
     from (a search ranks them all anyway). Its SQL is built once per process, the
     search words a stand-in (bananaweb.compiled). Past the end (an old link), the
     last page. `listing(user, filters)`: the requests, in order."""
-    offset = (filters.page - 1) * size
-
-    def rows_for(viewer, text: str = filters.q):
-        counted = listing(viewer, replace(filters, q=text)).annotate(
-            matches=Window(Count("pk"))
-        )
-        return _card_rows(counted, viewer, "matches")[offset : offset + size]
-
-    tuples = compiled_rows(
-        ("counted", replace(filters, q="…" if filters.q else "", page=1), size, offset),
-        rows_for,
-        model=ImageRequest,
-        user=user,
-        text=filters.q or None,
-    )
+    asked = _counted_query(user, filters, size, listing)
+    tuples = compiled.rows(asked)
     if tuples is None:
-        tuples = list(rows_for(user))
+        tuples = list(asked.rows_for(user))
     if not tuples and filters.page > 1:
         matches = listing(user, filters).count()
         last = max(1, -(-matches // size))
@@ -572,6 +588,21 @@ def _counted_page(
     rows = _as_card_rows(values[:-1] for values in tuples)
     page.object_list = rows
     return page, rows
+
+
+def _page_shape(filters: HistoryFilters) -> tuple[int, object]:
+    """A page's size and what lists its requests: the gallery's or the cards'."""
+    if filters.gallery:
+        return settings.BANANAWEB_GALLERY_PAGE_SIZE, _gallery
+    return settings.BANANAWEB_HISTORY_PAGE_SIZE, _card_listing
+
+
+def page_query(user, filters: HistoryFilters) -> compiled.Query:
+    """The query history_page runs for its page's rows: to run it together with
+    the page's others (bananaweb.compiled.together)."""
+    size, listing = _page_shape(filters)
+    make = _counted_query if filters.narrowed else _uncounted_query
+    return make(user, filters, size, listing)
 
 
 def _card_rows(requests_: QuerySet[ImageRequest], user, *extra: str) -> QuerySet:
@@ -695,10 +726,7 @@ def history_page(*, user, filters: HistoryFilters, cached=None) -> HistoryPage:
     The cards are read as CardRows; `cached(rows)` ({pk: html}, see
     fragments.cached_cards) gives those whose HTML is cached, and only the others
     are loaded as ImageRequests (their images prefetched) to be rendered."""
-    if filters.gallery:
-        size, listing = settings.BANANAWEB_GALLERY_PAGE_SIZE, _gallery
-    else:
-        size, listing = settings.BANANAWEB_HISTORY_PAGE_SIZE, _card_listing
+    size, listing = _page_shape(filters)
     if filters.narrowed:
         # The summary says how many match.
         page, listed_rows = _counted_page(user, filters, size, listing)

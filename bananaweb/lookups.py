@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from django.db import router
 from django.db.models import Model, Q
 
-from bananaweb.compiled import compiled_rows
+from bananaweb import compiled
 from bananaweb.models import GeneratedImage, ImageRequest, Reference
 
 
@@ -35,12 +35,24 @@ def instances(row: Sequence, *models: type[Model]) -> list[Model]:
 
 def first_instances(key: tuple, rows_for, *models: type[Model], **values):
     """The instances of `models` (see instances) in the first row of a compiled
-    query (compiled_rows, of the first model): None where there is no compiled
+    query (compiled.rows, of the first model): None where there is no compiled
     SQL, False when there is no row."""
-    rows = compiled_rows(key, rows_for, model=models[0], **values)
+    rows = compiled.rows(compiled.query(key, rows_for, model=models[0], **values))
     if rows is None:
         return None
     return instances(rows[0], *models) if rows else False
+
+
+def _images_query(viewer, pk: int) -> compiled.Query:
+    return compiled.query(
+        ("request-images",),
+        lambda _viewer, id_: GeneratedImage.objects.filter(
+            image_request_id=id_
+        ).values_list(*fields(GeneratedImage)),
+        model=GeneratedImage,
+        user=viewer,
+        pk=pk,
+    )
 
 
 def with_images(image_request: ImageRequest, viewer) -> ImageRequest:
@@ -49,15 +61,7 @@ def with_images(image_request: ImageRequest, viewer) -> ImageRequest:
     images = image_request.images.all()
     images._result_cache = [
         image
-        for row in compiled_rows(
-            ("request-images",),
-            lambda _viewer, id_: GeneratedImage.objects.filter(
-                image_request_id=id_
-            ).values_list(*fields(GeneratedImage)),
-            model=GeneratedImage,
-            user=viewer,
-            pk=image_request.pk,
-        )
+        for row in compiled.rows(_images_query(viewer, image_request.pk))
         for image in instances(row, GeneratedImage)
     ]
     images._prefetch_done = True
@@ -65,10 +69,8 @@ def with_images(image_request: ImageRequest, viewer) -> ImageRequest:
     return image_request
 
 
-def own_request(user, pk: int) -> ImageRequest | None | bool:
-    """The user's own live request `pk`, its `starred`, its user and its images
-    loaded, in two queries."""
-    rows = compiled_rows(
+def _own_request_query(user, pk: int) -> compiled.Query:
+    return compiled.query(
         ("own-request",),
         lambda viewer, id_: (
             ImageRequest.objects.for_user(viewer)
@@ -81,6 +83,22 @@ def own_request(user, pk: int) -> ImageRequest | None | bool:
         user=user,
         pk=pk,
     )
+
+
+def detail_queries(user, pk: int) -> list[compiled.Query]:
+    """What the detail page of request `pk` asks (own_request, has_lineage), to
+    ask it in one round trip (compiled.together): most pages are the owner's."""
+    return [
+        _own_request_query(user, pk),
+        _images_query(user, pk),
+        _has_lineage_query(user, pk),
+    ]
+
+
+def own_request(user, pk: int) -> ImageRequest | None | bool:
+    """The user's own live request `pk`, its `starred`, its user and its images
+    loaded, in two queries."""
+    rows = compiled.rows(_own_request_query(user, pk))
     if rows is None:
         return None
     if not rows:
@@ -96,7 +114,7 @@ def own_requests_only(user, pks: Sequence[int], names: Sequence[str]) -> list | 
     columns (and its id) loaded: a page's poll, whatever its number of ids (an
     SQL for each number, up to polling.MAX_IDS)."""
     columns = ("id", *names)
-    rows = compiled_rows(
+    rows = compiled.compiled_rows(
         ("own-requests-only", tuple(names), len(pks)),
         lambda viewer, *ids: (
             ImageRequest.objects.for_user(viewer)
@@ -116,7 +134,7 @@ def own_requests_only(user, pks: Sequence[int], names: Sequence[str]) -> list | 
 
 def own_image(user, pk: int, image_pk: int) -> GeneratedImage | None | bool:
     """Image `image_pk` of the user's own live request `pk`."""
-    rows = compiled_rows(
+    rows = compiled.compiled_rows(
         ("own-image",),
         lambda viewer, id_: (
             GeneratedImage.objects.for_user(viewer)
@@ -133,10 +151,8 @@ def own_image(user, pk: int, image_pk: int) -> GeneratedImage | None | bool:
     return next((image for image in images if image.image_request_id == pk), False)
 
 
-def has_lineage(user, pk: int) -> bool:
-    """Whether request `pk` was made from pictures, or its images were used to
-    make others: most were not, and then its page needs no lineage query."""
-    rows = compiled_rows(
+def _has_lineage_query(user, pk: int) -> compiled.Query:
+    return compiled.query(
         ("has-lineage",),
         lambda _viewer, id_: (
             Reference.objects.filter(
@@ -149,4 +165,10 @@ def has_lineage(user, pk: int) -> bool:
         user=user,
         pk=pk,
     )
+
+
+def has_lineage(user, pk: int) -> bool:
+    """Whether request `pk` was made from pictures, or its images were used to
+    make others: most were not, and then its page needs no lineage query."""
+    rows = compiled.rows(_has_lineage_query(user, pk))
     return rows is None or bool(rows)

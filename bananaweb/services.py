@@ -20,8 +20,7 @@ from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from bananaweb import images, options, tokens
-from bananaweb.compiled import compiled_rows
+from bananaweb import compiled, images, options, tokens
 from bananaweb.followups import FollowUp, Step
 from bananaweb.models import (
     GeneratedImage,
@@ -75,24 +74,30 @@ def _quota_and_preference(user) -> tuple[QuotaUsage, str]:
     return quota, visibility
 
 
+def quota_query(user, *, idempotency_key: str = "") -> compiled.Query:
+    """The query of _quota_row: the quota, the default visibility (and the id of
+    the request an idempotency key made), for every page and every submission."""
+    return compiled.query(
+        ("quota", bool(idempotency_key)),
+        _quota_row,
+        model=ImageRequest,
+        user=user,
+        day_start=local_day_start(),
+        text=idempotency_key or None,
+    )
+
+
 def _quota_preference_and_key(
     user, *, idempotency_key: str
 ) -> tuple[QuotaUsage, str, int | None]:
     """The quota, the default visibility and the id of the request an idempotency
-    key already made (None if none, or no key), in one query: every page's and
-    every submission's, its SQL built once per process (bananaweb.compiled)."""
-    day_start = local_day_start()
-    key = idempotency_key or None
-    rows = compiled_rows(
-        ("quota", key is not None),
-        _quota_row,
-        model=ImageRequest,
-        user=user,
-        day_start=day_start,
-        text=key,
-    )
+    key already made (None if none, or no key), in one query, its SQL built once
+    per process (bananaweb.compiled)."""
+    asked = quota_query(user, idempotency_key=idempotency_key)
+    day_start = asked.values["day_start"]
+    rows = compiled.rows(asked)
     if rows is None:
-        rows = list(_quota_row(user, day_start, key))
+        rows = list(_quota_row(user, day_start, idempotency_key or None))
     limit, visibility, used, *made = rows[0]
     quota, chosen = _quota_and_visibility(limit, visibility, used, day_start)
     return quota, chosen, made[0] if made else None
@@ -359,10 +364,8 @@ def _lock_user(user) -> None:
             .values_list("pk")
         )
 
-    if (
-        compiled_rows(("lock-user",), locking, model=get_user_model(), user=user)
-        is None
-    ):
+    lock = compiled.query(("lock-user",), locking, model=get_user_model(), user=user)
+    if compiled.rows(lock) is None:
         list(locking(user))
 
 

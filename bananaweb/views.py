@@ -39,6 +39,7 @@ from django_htmx.http import HTMX_STOP_POLLING, push_url, replace_url, reswap, r
 from django_htmx.middleware import HtmxDetails
 
 from bananaweb import (
+    compiled,
     downloads,
     fragments,
     history,
@@ -257,14 +258,33 @@ def _history_fragment(request: HtmxHttpRequest) -> bool:
 @require_GET
 @vary_on_headers("HX-Request", "HX-Target", "HX-History-Restore-Request")
 def index(request: HtmxHttpRequest) -> HttpResponse:
-    if _history_fragment(request):
-        context = _history(request)
-        response = render(request, "requests/index.html#history", context)
-        # The address bar shows what was understood (bad values left out), and a
-        # search that changed nothing adds no step to the back button.
-        url = reverse("index") + context["filters"].querystring()
-        return push_url(response, url != request.htmx.current_url_abs_path and url)
-    return render(request, "requests/index.html", _forms(request) | _history(request))
+    # The page's queries in one round trip: what follows takes their rows.
+    with compiled.together(*_page_queries(request)):
+        if _history_fragment(request):
+            context = _history(request)
+            response = render(request, "requests/index.html#history", context)
+            # The address bar shows what was understood (bad values left out), and
+            # a search that changed nothing adds no step to the back button.
+            url = reverse("index") + context["filters"].querystring()
+            return push_url(response, url != request.htmx.current_url_abs_path and url)
+        context = _forms(request) | _history(request)
+        return render(request, "requests/index.html", context)
+
+
+def _page_queries(request: HtmxHttpRequest) -> list[compiled.Query]:
+    """The queries the main page (or its history alone) will ask, known before
+    it is built: the Team view's people, the history's page, the quota and the
+    template menu of the forms."""
+    user = request.user
+    team = request.GET.get("scope") == history.Scope.TEAM
+    queries = [history.team_people_query(user)] if team else []
+    # The filters need the people only to check a person asked for.
+    if not (team and request.GET.get("person")):
+        filters = history.history_filters(request.GET)
+        queries.append(history.page_query(user, filters))
+    if not _history_fragment(request):
+        queries += [services.quota_query(user), fragments.menu_query(user)]
+    return queries
 
 
 @require_POST
@@ -561,9 +581,11 @@ def _detail(
 
 @require_GET
 def request_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    # Most often the viewer's own: its SQL is built once per process.
-    own = lookups.own_request(request.user, pk)
-    return _detail(request, own or _visible_request(request, pk))
+    # Most often the viewer's own: asked first, with its images and whether it
+    # has a lineage, in one round trip.
+    with compiled.together(*lookups.detail_queries(request.user, pk)):
+        own = lookups.own_request(request.user, pk)
+        return _detail(request, own or _visible_request(request, pk))
 
 
 @require_POST

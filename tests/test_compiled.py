@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from bananaweb import compiled, lookups
@@ -141,3 +142,49 @@ def test_a_polls_own_requests_whatever_their_number(user, other_user):
         )
         assert all(r.status == "in_progress" for r in found)
     assert lookups.own_requests_only(other_user, [mine[0].pk], names) == []
+
+
+@only_postgresql
+def test_queries_run_together_in_one_round_trip(user, other_user):
+    ImageRequestFactory(user=user, prompt="Banana")
+    ImageRequestFactory(user=other_user, prompt="Cherry")
+    asked = [
+        compiled.query(
+            ("test-together",), prompts_of, model=ImageRequest, user=user, text="Banana"
+        ),
+        compiled.query(
+            ("test-together",),
+            prompts_of,
+            model=ImageRequest,
+            user=other_user,
+            text="Cherry",
+        ),
+        compiled.query(
+            ("test-together",), prompts_of, model=ImageRequest, user=user, text="Zebra"
+        ),
+    ]
+    alone = [compiled.rows(query) for query in asked]
+    assert [len(rows) for rows in alone] == [1, 1, 0]
+    with CaptureQueriesContext(connection) as ran, compiled.together(*asked):
+        assert [compiled.rows(query) for query in reversed(asked)] == alone[::-1]
+    assert len(ran) == 1, [query["sql"][:80] for query in ran]
+    # What was read together is taken once; later asks run again.
+    with compiled.together(*asked), CaptureQueriesContext(connection) as later:
+        compiled.rows(asked[0])
+        compiled.rows(asked[0])
+    assert len(later) == 1
+    with CaptureQueriesContext(connection) as after:
+        assert compiled.rows(asked[1]) == alone[1]
+    assert len(after) == 1
+
+
+@only_postgresql
+def test_the_main_and_detail_pages_ask_in_one_round_trip(client_logged_in, user):
+    """Session, user, then everything else the page reads at once."""
+    image_request = ImageRequestFactory(user=user, status="completed")
+    make_image(image_request)
+    for url in ("/", f"/requests/{image_request.pk}/", "/?scope=team&view=gallery"):
+        client_logged_in.get(url)  # compiled, cached
+        with CaptureQueriesContext(connection) as ran:
+            assert client_logged_in.get(url).status_code == 200
+        assert len(ran) == 3, (url, [query["sql"][:60] for query in ran])
