@@ -24,6 +24,9 @@ class Result:
     errors: int  # 4xx/5xx answers and socket errors: the line measured the wrong thing
     goal: float | None = None  # the least ratio to the floor; None for the floor
     cards: int = 0  # cards in flight one request answers for (a poll), else 0
+    # The floor measured just before this line, its ratio's denominator: these
+    # machines' speed drifts over a run by more than the goals' margins.
+    floor_rate: float | None = None
 
     @property
     def rate(self) -> float:
@@ -78,7 +81,9 @@ def line_passes(line: Result, floor: Result, *, short: bool) -> bool:
 
 
 def ratio(line: Result, floor: Result) -> float | None:
-    return line.rate / floor.rate if floor.rate else None
+    """To the floor measured just before the line, else the run's first."""
+    denominator = line.floor_rate or floor.rate
+    return line.rate / denominator if denominator else None
 
 
 def table(
@@ -110,6 +115,11 @@ def table(
             f"{line.p99_ms:.1f} ms | {line_ratio:.2f} | {goal} | {verdict} |"
         )
     notes = []
+    if floors := [line.floor_rate for line in lines if line.floor_rate]:
+        notes.append(
+            "- each ratio is to the floor measured just before its line: "
+            f"{min(floors):,.0f}–{max(floors):,.0f} requests/s over the run"
+        )
     for budget in budgets:
         good = within(budget, short=short)
         ok &= good
@@ -172,9 +182,10 @@ def document(
     return (
         "# Performance\n\n"
         "Written by `make bench` (tests/benchmarks/run.py); every ratio is to the "
-        "floor measured in the same run: a view answering “ok” through the same "
-        "middleware, sign-in included. These machines are shared and noisy: compare "
-        "ratios, not requests per second across runs.\n\n"
+        "floor (a view answering “ok” through the same middleware, sign-in "
+        "included) measured just before its line, on the same machine in the same "
+        "minute. These machines are shared and noisy: compare ratios, not requests "
+        "per second across runs.\n\n"
         f"{body}\n"
         f"## How\n\n{command}\n\n{settings}\n\n## Machine\n\n{where}\n"
     )

@@ -10,8 +10,9 @@ with the production settings (DEBUG off, generated secrets, plain HTTP:
 BANANAWEB_HTTPS=0) and 2 workers, the bench-only URLconf adding the floor
 (tests/benchmarks/settings.py). It signs in once through the login form and
 drives each line with wrk (8 connections, a warm-up, then a bounded time), the
-same for every line: requests/s, p50, p99, and the ratio to the floor measured in
-the same run, against its goal. Then the upstream-poll budget and the main
+same for every line: requests/s, p50, p99, and the ratio to the floor measured
+again just before the line (the machine's speed drifts within a run), against its
+goal. Then the upstream-poll budget and the main
 page's first load on the wire. It prints the table and writes it, with the command
 and the machine, to docs/PERFORMANCE.md (the short run: var/bench-last.md).
 
@@ -23,6 +24,7 @@ run. Everything it started stops, and the database is dropped, whatever happens.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import secrets
@@ -280,6 +282,18 @@ def settle(client: Client, floor_path: str) -> None:
     was free again."""
     with ThreadPoolExecutor(CONNECTIONS) as pool:
         list(pool.map(lambda _: client.request("GET", floor_path), range(CONNECTIONS)))
+
+
+def _wrk_rate(
+    site: Site, client: Client, floor: Line, seconds: float, floor_path: str
+) -> float:
+    """The floor's requests/s now (warm already: no warm-up, no check)."""
+    headers = {**floor.headers, "Cookie": client.cookie_header}
+    figures = _wrk(site, floor, headers, seconds)
+    settle(client, floor_path)
+    if figures["status_errors"] + figures["socket_errors"]:
+        raise SiteError(f"The floor answered errors: {figures}")
+    return report.result(floor.what, figures, goal=None).rate
 
 
 def measure(
@@ -558,16 +572,24 @@ def _measure_all(args, site: Site, seed: dict, facts: dict, password: str):
     deep_page = min(DEEP_PAGE, max(1, pages * 2 // 5))
     results: list[report.Result] = []
 
+    floor = Line("floor", "the floor (“ok”, signed in)", paths["floor"], None)
+
     def drive(line: Line) -> None:
+        # The floor again just before each line: the ratio compares what ran
+        # on the same machine in the same minute.
+        floor_rate = None
+        if results:
+            floor_rate = _wrk_rate(site, client, floor, args.seconds, paths["floor"])
         say(f"{line.what} …")
-        results.append(measure(site, client, line, args, paths["floor"]))
-        done = results[-1]
+        done = measure(site, client, line, args, paths["floor"])
+        results.append(dataclasses.replace(done, floor_rate=floor_rate))
         say(
             f"  {done.rate:,.0f}/s, p50 {done.p50_ms:.1f} ms, p99 {done.p99_ms:.1f} ms"
             f"{f', {done.errors} errors' if done.errors else ''}"
+            f"{f' (floor just before: {floor_rate:,.0f}/s)' if floor_rate else ''}"
         )
 
-    drive(Line("floor", "the floor (“ok”, signed in)", paths["floor"], None))
+    drive(floor)
     for line in lines_before_polls(seed, paths, deep_page):
         if only(line.key):
             drive(line)

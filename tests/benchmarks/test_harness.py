@@ -2,6 +2,7 @@
 against the goals, and the poller's query as htmx would send it."""
 
 import argparse
+import dataclasses
 
 import pytest
 from django.core.files.storage import default_storage
@@ -121,3 +122,15 @@ def test_the_seed_gives_every_request_an_image_and_the_measured_user_their_share
     task = GatewayTask.objects.get(task_id=made["gateway_task_id"])
     assert task.image_request.user.username == "bench"
     assert task.image_request.status == ImageRequest.Status.COMPLETED
+
+
+def test_a_ratio_is_to_the_floor_measured_just_before_its_line():
+    """The machine slowed down between the first floor and the line: the line is
+    judged against the floor of its own minute."""
+    floor = report.result("the floor", figures(1000), goal=None)
+    main = dataclasses.replace(
+        report.result("main page", figures(300), goal=0.5), floor_rate=600
+    )
+    body, ok = report.table([floor, main], [], short=False)
+    assert ok and "| 0.50 | ≥ 0.5 | PASS |" in body, body
+    assert "floor measured just before its line: 600–600 requests/s" in body
