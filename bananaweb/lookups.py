@@ -33,11 +33,10 @@ def instances(row: Sequence, *models: type[Model]) -> list[Model]:
     return built
 
 
-def first_instances(key: tuple, rows_for, *models: type[Model], **values):
+def first_instances(asked: compiled.Query, *models: type[Model]):
     """The instances of `models` (see instances) in the first row of a compiled
-    query (compiled.rows, of the first model): None where there is no compiled
-    SQL, False when there is no row."""
-    rows = compiled.rows(compiled.query(key, rows_for, model=models[0], **values))
+    query: None where there is no compiled SQL, False when there is no row."""
+    rows = compiled.rows(asked)
     if rows is None:
         return None
     return instances(rows[0], *models) if rows else False
@@ -55,13 +54,16 @@ def _images_query(viewer, pk: int) -> compiled.Query:
     )
 
 
-def with_images(image_request: ImageRequest, viewer) -> ImageRequest:
-    """The request with `images.all()` read in one compiled query, as a prefetch
-    would: its images in their order."""
+def with_images(
+    image_request: ImageRequest, viewer, asked: compiled.Query | None = None
+) -> ImageRequest:
+    """The request with `images.all()` read in one compiled query (`asked`, if
+    its images are found another way), as a prefetch would: in their order."""
     images = image_request.images.all()
+    asked = asked or _images_query(viewer, image_request.pk)
     images._result_cache = [
         image
-        for row in compiled.rows(_images_query(viewer, image_request.pk))
+        for row in compiled.rows(asked)
         for image in instances(row, GeneratedImage)
     ]
     images._prefetch_done = True

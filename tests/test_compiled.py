@@ -120,7 +120,9 @@ def test_the_gateways_token_and_task(user, other_user):
     image_request = ImageRequestFactory(user=user, status="completed")
     image = make_image(image_request)
     task = GatewayTask.objects.create(image_request=image_request, api_token=api_token)
-    found = gateway_lookups.own_task(user, task.task_id)
+    with CaptureQueriesContext(connection) as ran:
+        found = gateway_lookups.own_task(user, task.task_id)
+    assert len(ran) == 1, "the task and its images in one round trip"
     assert found == task and found.image_request == image_request
     assert list(found.image_request.images.all()) == [image]
     assert gateway_lookups.own_task(other_user, task.task_id) is False
