@@ -141,13 +141,12 @@ def _bind(asked: Query) -> _Bound | None:
         # As QuerySet iteration does: each column's converters, by position.
         columns = [column for column, _, _ in compiler.select[: compiler.col_count]]
         converters = list(compiler.get_converters(columns).items())
-        compiled = (sql, params, converters)
+        # What each stand-in is as a parameter, to find it among the params.
+        standing = [_value(stand_in) for stand_in in stand_ins]
+        compiled = (sql, params, converters, standing)
         _sql.put(key, compiled)
-    sql, params, converters = compiled
-    real = {
-        _value(_stand_in(value, index)): _value(value)
-        for index, value in enumerate(given.values())
-    }
+    sql, params, converters, standing = compiled
+    real = dict(zip(standing, map(_value, given.values()), strict=True))
     bound = [real.get(param, param) if _hashable(param) else param for param in params]
     memo_key = (key, *(_value(value) for value in given.values()))
     return _Bound(connection, sql, bound, converters, memo_key)

@@ -95,6 +95,12 @@ def _author(image_request) -> str:
     return image_request.user.get_username()
 
 
+def _key(kind: str, pk: int, shown: tuple) -> str:
+    """A cache key naming one HTML: its kind, the request, a digest of all shown."""
+    digest = hashlib.blake2b(repr(shown).encode(), digest_size=16).hexdigest()
+    return f"{kind}:{pk}:{digest}"
+
+
 def card_key(image_request: ImageRequest | history.CardRow, viewer) -> str:
     """The cache key of a card as `viewer` sees it: everything it shows (but the
     time a card in flight has taken so far).
@@ -124,8 +130,7 @@ def card_key(image_request: ImageRequest | history.CardRow, viewer) -> str:
         image_request.user_id == viewer.pk,
         viewer.is_staff,
     )
-    digest = hashlib.blake2b(repr(shown).encode(), digest_size=16).hexdigest()
-    return f"card:{image_request.pk}:{digest}"
+    return _key("card", image_request.pk, shown)
 
 
 def _render_card(image_request: ImageRequest, viewer) -> str:
@@ -241,8 +246,7 @@ def tile_key(image_request: ImageRequest | history.CardRow, viewer) -> str:
         _author(image_request) if image_request.user_id != viewer.pk else "",
         _first_image(image_request),
     )
-    digest = hashlib.blake2b(repr(shown).encode(), digest_size=16).hexdigest()
-    return f"tile:{image_request.pk}:{digest}"
+    return _key("tile", image_request.pk, shown)
 
 
 def _render_tile(image_request: ImageRequest, viewer) -> str:

@@ -683,18 +683,15 @@ def _with_first_image(image_request: ImageRequest, first: tuple | None) -> None:
     """Give `image_request.images.all()` its first image alone (or none), as read
     with its row: all a card or a tile shows of its images (their id, width and
     height; any other field is deferred). No query, as a prefetch would make."""
-    images = image_request.images.all()
     if first is None:
-        images._result_cache = []
-    else:
-        db = router.db_for_read(GeneratedImage)
-        fields = ["id", "image_request_id", "width", "height"]
-        pk, width, height = first
-        images._result_cache = [
-            GeneratedImage.from_db(db, fields, [pk, image_request.pk, width, height])
-        ]
-    images._prefetch_done = True
-    image_request._prefetched_objects_cache = {"images": images}
+        image_request.know_images([])
+        return
+    db = router.db_for_read(GeneratedImage)
+    fields = ["id", "image_request_id", "width", "height"]
+    pk, width, height = first
+    image_request.know_images(
+        [GeneratedImage.from_db(db, fields, [pk, image_request.pk, width, height])]
+    )
 
 
 def _gallery(user, filters: HistoryFilters) -> QuerySet[ImageRequest]:

@@ -59,15 +59,12 @@ def with_images(
 ) -> ImageRequest:
     """The request with `images.all()` read in one compiled query (`asked`, if
     its images are found another way), as a prefetch would: in their order."""
-    images = image_request.images.all()
     asked = asked or _images_query(viewer, image_request.pk)
-    images._result_cache = [
+    image_request.know_images(
         image
         for row in compiled.rows(asked)
         for image in instances(row, GeneratedImage)
-    ]
-    images._prefetch_done = True
-    image_request._prefetched_objects_cache = {"images": images}
+    )
     return image_request
 
 

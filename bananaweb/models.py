@@ -1,6 +1,7 @@
 """bananaweb's data: image requests and their images, upstream tokens, quotas."""
 
 import operator
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from functools import reduce
 
@@ -668,6 +669,14 @@ class ImageRequest(models.Model):
     @property
     def time_to_result(self) -> timedelta | None:
         return self.finished_at - self.created_at if self.finished_at else None
+
+    def know_images(self, images: Iterable["GeneratedImage"]) -> None:
+        """Make `images.all()` answer these GeneratedImages without a query, as a
+        prefetch would: for images read some other way (or none, when new)."""
+        known = self.images.all()
+        known._result_cache = list(images)
+        known._prefetch_done = True
+        self._prefetched_objects_cache = {"images": known}
 
     @property
     def status_text(self) -> str:

@@ -335,9 +335,7 @@ def image_requests_create(
             image_request.save()
             # By nobody yet, no image yet: no query to tell.
             image_request.starred = False
-            image_request._prefetched_objects_cache = {
-                "images": GeneratedImage.objects.none()
-            }
+            image_request.know_images([])
             image_request.quota_left = left
             Reference.objects.bulk_create(
                 Reference(
