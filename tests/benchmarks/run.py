@@ -53,6 +53,7 @@ from tests.load.stack import (
     postgres_admin_url,
     postgres_reachable,
     run_python,
+    spawn_logged,
     throwaway_database,
 )
 from tests.stack_helpers import clean_environ
@@ -175,17 +176,9 @@ class Site:
     def background(self, *args: str) -> subprocess.Popen:
         """A module or manage.py with the site's environment, running beside; its
         output in the logs, under args[1]'s name (manage.py's command)."""
-        log = (self.logs / f"{args[1]}.log").open("a")
-        child = subprocess.Popen(
-            [PYTHON, *args],
-            cwd=ROOT,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+        return spawn_logged(
+            [PYTHON, *args], self.env, self.logs / f"{args[1]}.log", own_session=False
         )
-        log.close()
-        return child
 
     def tool(self, *args: str) -> object:
         return json.loads(self.python("-m", "tests.benchmarks.benchtool", *args))
@@ -210,17 +203,7 @@ class Site:
             "--max-requests",
             "0",
         ]
-        log = (self.logs / "web.log").open("a")
-        self.web = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        self.web = spawn_logged(command, self.env, self.logs / "web.log")
 
     def wait_until_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT

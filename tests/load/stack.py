@@ -170,6 +170,24 @@ def run_python(
     return done.stdout
 
 
+def spawn_logged(
+    command: list[str], env: dict[str, str], log: Path, *, own_session: bool = True
+) -> subprocess.Popen:
+    """`command` started in the repository with `env`, its output appended to
+    `log`; in a session of its own (so that a signal to its group stops all it
+    started) unless told otherwise."""
+    with log.open("a") as output:
+        return subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=own_session,
+        )
+
+
 class StackError(RuntimeError):
     pass
 
@@ -370,17 +388,7 @@ class Stack:
         return cut_off[0].rsplit(".", 1)[-1] if cut_off else None
 
     def _spawn(self, name: str, command: list[str]) -> None:
-        log = (self.logs / f"{name}.log").open("a")
-        self.children[name] = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        self.children[name] = spawn_logged(command, self.env, self.logs / f"{name}.log")
 
     def _wait_for(self, url: str, what: str) -> None:
         deadline = time.monotonic() + START_TIMEOUT
