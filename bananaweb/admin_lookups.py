@@ -25,8 +25,10 @@ def date_part_in_range(lookup: str, value: object) -> bool:
     if not parts or not isinstance(value, str):
         return True
     low, high = DATE_PARTS[parts[-1]]
-    text = value.strip()
-    return text.isascii() and text.isdigit() and low <= int(text) <= high
+    text = value.strip().lstrip("0") or "0"
+    # Length first: Python refuses to read an int of thousands of digits.
+    fits = len(text) <= len(str(high))
+    return fits and text.isascii() and text.isdigit() and low <= int(text) <= high
 
 
 class SafeLookupsMixin:
