@@ -94,11 +94,12 @@ def together(*queries: Query | None) -> Iterator[None]:
     """Run these queries now, in one round trip to PostgreSQL (statements one
     after the other, read with nextset), for the code inside to take their rows
     (`rows`) without a query each: a page's queries, whose SQL is known before
-    the page is built. Elsewhere, or for fewer than two, nothing happens first.
+    the page is built (and what a page is keyed by: bananaweb.pages). Elsewhere,
+    nothing happens first.
     What the code inside does not take is dropped on the way out."""
     bound = [b for asked in queries if asked is not None and (b := _bind(asked))]
     connection = bound[0].connection if bound else None
-    if len(bound) < 2 or any(b.connection is not connection for b in bound):
+    if not bound or any(b.connection is not connection for b in bound):
         yield
         return
     memo = {}
@@ -119,6 +120,14 @@ def together(*queries: Query | None) -> Iterator[None]:
 
 # The rows `together` read for the code inside it, by query and values.
 _ran_together: ContextVar[dict | None] = ContextVar("ran_together", default=None)
+
+
+def ran_together() -> tuple | None:
+    """What the innermost `together` read and the code inside has not taken yet:
+    ((query and values, rows), ...) in the order it ran them; None outside one,
+    or where it ran nothing (SQLite)."""
+    memo = _ran_together.get()
+    return None if memo is None else tuple(memo.items())
 
 
 def _bind(asked: Query) -> _Bound | None:

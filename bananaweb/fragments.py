@@ -15,7 +15,7 @@ placeholder there, filled for every page.
 A page costs one `get_many` and, for the cards missing, one `set_many`; none
 when this process served its cards lately (it keeps the last ones). The CSRF
 token is per request: cards are stored with a placeholder, replaced on the way
-out. The placeholder holds "<", which escaped text (a prompt, a name) can't.
+out (bananaweb.per_response has every placeholder).
 
 The forms (see `request_forms_html`) differ between people only by the default
 visibility and the prompt-template menu; the rest is code and settings, which a
@@ -28,8 +28,6 @@ A key never covers the URL prefix (SCRIPT_NAME): one process serves one site.
 """
 
 import hashlib
-import secrets
-import uuid
 from collections.abc import Iterable
 
 from django.conf import settings
@@ -37,27 +35,26 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.signals import setting_changed
 from django.dispatch import receiver
-from django.middleware.csrf import get_token
 from django.template.loader import get_template
-from django.utils import timezone
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.safestring import SafeString
 
-from bananaweb import compiled, history, options
+from bananaweb import compiled, history, options, pages, per_response
 from bananaweb.forms import ImageRequestForm
 from bananaweb.models import ImageRequest
+from bananaweb.per_response import (
+    CSRF_PLACEHOLDER,
+    IDEMPOTENCY_PLACEHOLDER,
+    csrf_token,
+    keeping_placeholders,
+    new_keys,
+    with_elapsed,
+)
 from bananaweb.prompts.models import PromptTemplate
 from bananaweb.remembered import Remembered
-from bananaweb.templatetags.bananaweb import (
-    ELAPSED_SECONDS_PLACEHOLDER,
-    ELAPSED_TEXT_PLACEHOLDER,
-    duration,
-    elapsed_seconds_text,
-)
 
 CARD_TEMPLATE = "requests/index.html#request-card"
 # The card's template and what it includes: their source is part of every key.
 TEMPLATES = ("requests/index.html", "team/_add_to_collection.html")
-CSRF_PLACEHOLDER = mark_safe("<csrf-token>")
 # A day: changed cards get new keys, so old ones only wait to expire.
 TIMEOUT = 24 * 60 * 60
 
@@ -71,10 +68,14 @@ _template_digests: dict[tuple[str, ...], str] = {}
 
 def _template_version(names: tuple[str, ...] = TEMPLATES) -> str:
     """A digest of templates' source (the card's by default): a deploy that changes
-    the card changes every key (computed once per process in production)."""
+    the card, or the placeholders in it, changes every key (computed once per
+    process in production)."""
     # Read again at every page in development, where templates change under it.
     if names not in _template_digests or settings.DEBUG:
-        source = "".join(get_template(name).template.source for name in names)
+        # And the placeholders' format: another release's are not ours to fill.
+        source = f"{per_response.FORMAT}" + "".join(
+            get_template(name).template.source for name in names
+        )
         _template_digests[names] = hashlib.blake2b(
             source.encode(), digest_size=8
         ).hexdigest()
@@ -145,16 +146,11 @@ def _render_card(image_request: ImageRequest, viewer) -> str:
     )
 
 
-def _filled(html: str, token: str, image_request) -> SafeString:
+def _filled(html: str, request) -> SafeString:
     """A cached card as this page shows it: its CSRF token, and, in flight, its
-    time so far."""
-    html = html.replace(CSRF_PLACEHOLDER, token)
-    if image_request.in_flight:
-        elapsed = timezone.now() - image_request.created_at
-        html = html.replace(
-            ELAPSED_SECONDS_PLACEHOLDER, elapsed_seconds_text(elapsed)
-        ).replace(ELAPSED_TEXT_PLACEHOLDER, duration(elapsed))
-    return SafeString(html)
+    time so far (unless the page is to be remembered: bananaweb.pages)."""
+    html = html.replace(CSRF_PLACEHOLDER, csrf_token(request))
+    return SafeString(html if keeping_placeholders(request) else with_elapsed(html))
 
 
 def _kept(keys: Iterable[str]) -> dict[str, str]:
@@ -202,9 +198,8 @@ def attach(
     if not keyed:
         return
     found = _html_for(keyed, lambda r: render(r, viewer), look=not looked_up)
-    token = get_token(request)
     for key, image_request in keyed.items():
-        html = _filled(found[key], token, image_request)
+        html = _filled(found[key], request)
         setattr(image_request, "tile_html" if tiles else "card_html", html)
 
 
@@ -219,11 +214,10 @@ def cached_cards(request, *, tiles: bool = False):
         keyed = {key_for(row, viewer): row for row in rows}
         if not (found := _kept(keyed)):
             return {}
-        token = get_token(request)
         html_by_pk = {}
         for key, html in found.items():
             _cards_seen.put(key, html)
-            html_by_pk[keyed[key].pk] = _filled(html, token, keyed[key])
+            html_by_pk[keyed[key].pk] = _filled(html, request)
         return html_by_pk
 
     return cached
@@ -259,17 +253,17 @@ def _render_tile(image_request: ImageRequest, viewer) -> str:
 
 FORM_TEMPLATE = "requests/index.html#request-form"
 FORM_TEMPLATES = ("requests/index.html", "prompts/menu.html", "forms/field.html")
-# Random per process: no prompt, template name or username can contain it.
-IDEMPOTENCY_PLACEHOLDER = f"idempotency-{secrets.token_hex(16)}"
 # Two forms for each (person, visibility, menu) recently seen; ~15 KB each.
 _forms_html = Remembered(256)
 
 
 def forget_remembered() -> None:
-    """Drop this process's copies (forms and cards); the shared cache stays."""
+    """Drop this process's copies (forms, cards, whole pages); the shared cache
+    stays."""
     _forms_html.clear()
     _cards_seen.clear()
     _filters_html.clear()
+    pages.forget()
 
 
 @receiver(setting_changed)
@@ -340,13 +334,11 @@ def request_forms_html(request, *, visibility: str) -> dict[str, SafeString]:
     if rendered is None:
         rendered = _render_forms(user, visibility, menu)
         _forms_html.put(key, rendered)
-    token = get_token(request)
+    if keeping_placeholders(request):
+        return {action: SafeString(html) for action, html in rendered.items()}
+    token = csrf_token(request)
     return {
-        action: SafeString(
-            html.replace(CSRF_PLACEHOLDER, token).replace(
-                IDEMPOTENCY_PLACEHOLDER, uuid.uuid4().hex
-            )
-        )
+        action: SafeString(new_keys(html.replace(CSRF_PLACEHOLDER, token)))
         for action, html in rendered.items()
     }
 

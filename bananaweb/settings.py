@@ -102,6 +102,9 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.csp",
                 "bananaweb.context_processors.upstream",
+                # After Django's csrf (always first) and csp: one masked token per
+                # response, and placeholders in a page to be remembered.
+                "bananaweb.context_processors.per_response_values",
                 "bananaweb.prompts.context_processors.prompt_template_menu",
             ],
         },
@@ -238,7 +241,7 @@ MEDIA_STORAGE = (
 STORAGES = {
     "default": MEDIA_STORAGE,
     "staticfiles": {
-        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        "BACKEND": "bananaweb.static_storage.StaticFilesStorage"
         if not DEBUG
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },

@@ -46,6 +46,7 @@ from bananaweb import (
     lookups,
     media,
     options,
+    pages,
     polling,
     public_links,
     services,
@@ -258,17 +259,29 @@ def _history_fragment(request: HtmxHttpRequest) -> bool:
 @require_GET
 @vary_on_headers("HX-Request", "HX-Target", "HX-History-Restore-Request")
 def index(request: HtmxHttpRequest) -> HttpResponse:
-    # The page's queries in one round trip: what follows takes their rows.
+    # The page's queries in one round trip: what follows takes their rows, and
+    # the page is rendered once for what they read (bananaweb.pages).
     with compiled.together(*_page_queries(request)):
         if _history_fragment(request):
-            context = _history(request)
-            response = render(request, "requests/index.html#history", context)
+            html, understood = pages.remembered(request, lambda: _history_html(request))
             # The address bar shows what was understood (bad values left out), and
             # a search that changed nothing adds no step to the back button.
-            url = reverse("index") + context["filters"].querystring()
+            url = reverse("index") + understood["query"]
+            response = HttpResponse(html)
             return push_url(response, url != request.htmx.current_url_abs_path and url)
-        context = _forms(request) | _history(request)
-        return render(request, "requests/index.html", context)
+        html, _ = pages.remembered(request, lambda: _page_html(request))
+        return HttpResponse(html)
+
+
+def _history_html(request: HtmxHttpRequest) -> tuple[str, dict]:
+    context = _history(request)
+    html = render_to_string("requests/index.html#history", context, request)
+    return html, {"query": context["filters"].querystring()}
+
+
+def _page_html(request: HtmxHttpRequest) -> tuple[str, dict]:
+    context = _forms(request) | _history(request)
+    return render_to_string("requests/index.html", context, request), {}
 
 
 def _page_queries(request: HtmxHttpRequest) -> list[compiled.Query]:
@@ -584,8 +597,14 @@ def request_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     # Most often the viewer's own: asked first, with its images and whether it
     # has a lineage, in one round trip.
     with compiled.together(*lookups.detail_queries(request.user, pk)):
-        own = lookups.own_request(request.user, pk)
-        return _detail(request, own or _visible_request(request, pk))
+        html, _ = pages.remembered(request, lambda: _detail_html(request, pk))
+        return HttpResponse(html)
+
+
+def _detail_html(request: HtmxHttpRequest, pk: int) -> tuple[str, dict]:
+    own = lookups.own_request(request.user, pk)
+    response = _detail(request, own or _visible_request(request, pk))
+    return response.content.decode(), {}
 
 
 @require_POST

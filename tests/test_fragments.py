@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from bananaweb import fragments, services
+from bananaweb import fragments, per_response, services
 from bananaweb.models import ImageRequest, Star, UserPreference
 from bananaweb.prompts.models import PromptTemplate
 from tests.factories import ImageRequestFactory, UserFactory, make_image
@@ -272,7 +272,7 @@ def test_blank_forms_are_rendered_once_each_page_with_new_keys(
     assert all(re.fullmatch(r"[0-9a-f]{32}", key) for key in keys)
     for html in pages:
         assert (
-            "<csrf-token>" not in html and fragments.IDEMPOTENCY_PLACEHOLDER not in html
+            "<csrf-token>" not in html and per_response.IDEMPOTENCY_PLACEHOLDER not in html
         )
         # The page's own token (masked anew each time it is asked for).
         secrets = {_unmask_cipher_token(t) for t in TOKEN_INPUT.findall(html)}

@@ -49,6 +49,30 @@ def test_main_page_has_both_forms_with_api_field_names(client_logged_in):
     assert "Nothing here yet" in html
 
 
+def _csrf_tokens(html: str) -> set[str]:
+    return set(
+        re.findall(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
+        + re.findall(r'"x-csrftoken": "([^"]+)"', html)
+    )
+
+
+def test_main_page_masks_its_csrf_token_once_and_each_page_anew(client_logged_in, user):
+    """Every form on a page (the request forms, each card's, sign-out) and
+    htmx's header carry one token, masked once for the response (each masking
+    costs 32 random characters); the next page masks it anew, and a form sent
+    with it is accepted."""
+    ImageRequestFactory(user=user, status=Status.COMPLETED)
+    client_logged_in.handler.enforce_csrf_checks = True
+    first = client_logged_in.get(reverse("index")).content.decode()
+    second = client_logged_in.get(reverse("index")).content.decode()
+    assert first.count("csrfmiddlewaretoken") >= 4  # two forms, a card, sign-out
+    assert len(_csrf_tokens(first)) == 1 and len(_csrf_tokens(second)) == 1
+    assert _csrf_tokens(first) != _csrf_tokens(second)
+    (token,) = _csrf_tokens(first)
+    response = client_logged_in.post(reverse("logout"), {"csrfmiddlewaretoken": token})
+    assert response.status_code == 302
+
+
 def test_history_shows_only_own_requests_newest_first(
     client_logged_in, user, other_user
 ):
