@@ -140,6 +140,29 @@ def test_postgresql_search_ranks_the_better_match_first(client_logged_in, user):
 
 
 @only_postgresql
+def test_postgresql_search_ranks_by_the_stored_vector_kept_in_step(
+    client_logged_in, user
+):
+    """The rank reads migration 0011's stored vector (not each prompt parsed
+    again), which PostgreSQL keeps in step with the prompt: an edited prompt is
+    ranked by its new words."""
+    first = ImageRequestFactory(user=user, prompt="A pear")
+    second = ImageRequestFactory(user=user, prompt="A banana and a pear")
+    ranked = history.history_for(
+        user=user, filters=history.history_filters({"q": "banana pear"})
+    )
+    assert '"prompt_search"' in str(ranked.query)
+    assert [r.pk for r in ranked] == [second.pk]
+    ImageRequest.objects.filter(pk=first.pk).update(
+        prompt="Banana, banana, banana and a pear"
+    )
+    html = listed(client_logged_in, "?q=banana+pear")
+    assert html.index(f'id="request-{first.pk}"') < html.index(
+        f'id="request-{second.pk}"'
+    )
+
+
+@only_postgresql
 def test_postgresql_search_is_served_by_the_gin_index(user):
     """A long history, one rare word: the planner goes to migration 0007's index,
     which it can only do if history.py searches the very expression indexed."""
