@@ -272,7 +272,8 @@ def test_blank_forms_are_rendered_once_each_page_with_new_keys(
     assert all(re.fullmatch(r"[0-9a-f]{32}", key) for key in keys)
     for html in pages:
         assert (
-            "<csrf-token>" not in html and per_response.IDEMPOTENCY_PLACEHOLDER not in html
+            "<csrf-token>" not in html
+            and per_response.IDEMPOTENCY_PLACEHOLDER not in html
         )
         # The page's own token (masked anew each time it is asked for).
         secrets = {_unmask_cipher_token(t) for t in TOKEN_INPUT.findall(html)}
