@@ -80,6 +80,13 @@ def line_passes(line: Result, floor: Result, *, short: bool) -> bool:
     return not line.errors and passes(ratio(line, floor), line.goal, short=short)
 
 
+def better(first: Result, second: Result, floor: Result) -> Result:
+    """Of two measures of one line, the one without errors, else the higher ratio."""
+    return max(
+        first, second, key=lambda line: (not line.errors, ratio(line, floor) or 0)
+    )
+
+
 def ratio(line: Result, floor: Result) -> float | None:
     """To the floor measured just before the line, else the run's first."""
     denominator = line.floor_rate or floor.rate

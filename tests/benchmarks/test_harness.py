@@ -134,3 +134,21 @@ def test_a_ratio_is_to_the_floor_measured_just_before_its_line():
     body, ok = report.table([floor, main], [], short=False)
     assert ok and "| 0.50 | ≥ 0.5 | PASS |" in body, body
     assert "floor measured just before its line: 600–600 requests/s" in body
+
+
+def test_of_two_measures_of_a_line_the_better_counts_and_errors_never_do():
+    """The short run measures a line below half its goal once more: it fails
+    only if both measures are below, and a measure with errors never counts."""
+    floor = report.result("the floor", figures(1000), goal=None)
+    low, high = (
+        dataclasses.replace(
+            report.result("gallery", figures(n), goal=0.5), floor_rate=1000
+        )
+        for n in (200, 400)
+    )
+    assert report.better(low, high, floor) is high
+    assert report.better(high, low, floor) is high
+    failing = dataclasses.replace(
+        report.result("gallery", figures(900, errors=3), goal=0.5), floor_rate=1000
+    )
+    assert report.better(failing, low, floor) is low
