@@ -5,6 +5,7 @@ another person's, and each response's own token, keys, nonce and times."""
 import re
 import uuid
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.db import connection
@@ -235,8 +236,10 @@ def test_a_card_in_flight_shows_its_time_so_far_in_every_response(
 ):
     ImageRequestFactory(user=user, status=Status.IN_PROGRESS, prompt="still going")
     warm(client_logged_in, renders)
+    # An hour later for the times alone: the page's rows (its day's quota among
+    # them) stay the same, whatever the hour the test runs at.
     later = timezone.now() + timedelta(hours=1, minutes=3)
-    monkeypatch.setattr(per_response.timezone, "now", lambda: later)
+    monkeypatch.setattr(per_response, "timezone", SimpleNamespace(now=lambda: later))
     html = page(client_logged_in)
     assert renders == []
     assert "1 h 03 min so far" in html
