@@ -50,7 +50,7 @@ from bananaweb.per_response import (
     with_elapsed,
 )
 from bananaweb.prompts.models import PromptTemplate
-from bananaweb.remembered import Remembered
+from bananaweb.remembered import Remembered, digest
 
 CARD_TEMPLATE = "requests/index.html#request-card"
 # The card's template and what it includes: their source is part of every key.
@@ -98,8 +98,7 @@ def _author(image_request) -> str:
 
 def _key(kind: str, pk: int, shown: tuple) -> str:
     """A cache key naming one HTML: its kind, the request, a digest of all shown."""
-    digest = hashlib.blake2b(repr(shown).encode(), digest_size=16).hexdigest()
-    return f"{kind}:{pk}:{digest}"
+    return f"{kind}:{pk}:{digest(shown)}"
 
 
 def card_key(image_request: ImageRequest | history.CardRow, viewer) -> str:

@@ -1,21 +1,20 @@
 """Whole pages remembered by each process: the main page, a history page, the
-gallery, a search, a request's own detail page. Such a page shows only what its queries read, all of them
-run first in one round trip (compiled.together), and who asks: so its HTML is
-keyed by exactly that (the rows read, the address, the htmx headers, the
-viewer), and a page whose rows are the same is the same page. Nothing is ever
-invalidated: a star, a finished request, a new template or a day's quota
-changes the rows, hence the key.
+gallery, a search, a request's own detail page. Such a page shows only what its
+queries read, all of them run first in one round trip (compiled.together), and
+who asks: so its HTML is keyed by exactly that (the rows read, the address, the
+htmx headers, the viewer), and a page whose rows are the same is the same page.
+Nothing is ever invalidated: a star, a finished request, a new template or a
+day's quota changes the rows, hence the key.
 
-What differs in every response (the CSRF token, the forms' idempotency keys, a
-card in flight's time so far) is kept as placeholders and filled on the way out
-(bananaweb.per_response). A page that asked anything else while it was rendered
-(a group's members, a cache of cards not yet in this process, a prefilled
-form's template, a teammate's request, a lineage) is not remembered: its key would not cover it. Nor is one
-with messages to show, nor anything in development (templates change under it)
-or off PostgreSQL (no rows read first).
+What differs in every response (the CSRF token, the forms' idempotency keys, the
+CSP nonce, a card in flight's time so far) is kept as placeholders and filled on
+the way out (bananaweb.per_response). A page that asked anything else while it
+was rendered (a group's members, a cache of cards not yet in this process, a
+prefilled form's template, a teammate's request, a lineage) is not remembered:
+its key would not cover it. Nor is one with messages to show, nor anything in
+development (templates change under it) or off PostgreSQL (no rows read first).
 """
 
-import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -27,7 +26,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 
 from bananaweb import compiled, per_response
-from bananaweb.remembered import Remembered
+from bananaweb.remembered import Remembered, digest
 
 # The htmx headers a page's HTML depends on (what index varies on).
 HTMX_HEADERS = ("HX-Request", "HX-Target", "HX-History-Restore-Request")
@@ -43,8 +42,7 @@ def remembered(
     HTML), the HTML filled for this response."""
     key = _key(request)
     if key is None:
-        html, extras = render()
-        return html, extras
+        return render()
     found = _pages.get(key)
     if found is None:
         per_response.keep_placeholders(request, True)
@@ -70,7 +68,7 @@ def _forget_on_new_settings(**kwargs) -> None:
     forget()
 
 
-def _key(request: HttpRequest) -> bytes | None:
+def _key(request: HttpRequest) -> str | None:
     ran = compiled.ran_together()
     if ran is None or settings.DEBUG or request.method != "GET":
         return None
@@ -84,7 +82,7 @@ def _key(request: HttpRequest) -> bytes | None:
         (user.pk, user.get_username(), user.is_staff, user.is_superuser),
         ran,
     )
-    return hashlib.blake2b(repr(shown).encode(), digest_size=16).digest()
+    return digest(shown)
 
 
 @contextmanager

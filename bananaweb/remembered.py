@@ -1,8 +1,15 @@
 """A process's memory of its last values: rendered HTML (fragments.py) and
 compiled SQL (compiled.py), bounded, shared by the worker threads."""
 
+import hashlib
 import threading
 from collections import OrderedDict
+
+
+def digest(shown: object) -> str:
+    """A key naming exactly what `shown` holds (its repr): what a remembered
+    value was made of."""
+    return hashlib.blake2b(repr(shown).encode(), digest_size=16).hexdigest()
 
 
 class Remembered:

@@ -21,7 +21,12 @@ import pytest
 import requests
 from cryptography.fernet import Fernet
 
-from tests.load.stack import free_port, postgres_admin_url, throwaway_database
+from tests.load.stack import (
+    free_port,
+    postgres_admin_url,
+    spawn_logged,
+    throwaway_database,
+)
 from tests.stack_helpers import (
     REPOSITORY,
     clean_environ,
@@ -96,16 +101,7 @@ class Spawned:
     def __init__(self, name: str, command: str, folder: Path, env: dict, logs: Path):
         self.name = name
         self.log = logs / f"{name}.log"
-        with self.log.open("w") as output:
-            self.popen = subprocess.Popen(
-                ["bash", "-c", command],
-                cwd=folder,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.popen = spawn_logged(["bash", "-c", command], env, self.log, cwd=folder)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]

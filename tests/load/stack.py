@@ -171,15 +171,20 @@ def run_python(
 
 
 def spawn_logged(
-    command: list[str], env: dict[str, str], log: Path, *, own_session: bool = True
+    command: list[str],
+    env: dict[str, str],
+    log: Path,
+    *,
+    own_session: bool = True,
+    cwd: Path = ROOT,
 ) -> subprocess.Popen:
-    """`command` started in the repository with `env`, its output appended to
-    `log`; in a session of its own (so that a signal to its group stops all it
-    started) unless told otherwise."""
+    """`command` started in `cwd` (the repository) with `env`, its output
+    appended to `log`; in a session of its own (so that a signal to its group
+    stops all it started) unless told otherwise."""
     with log.open("a") as output:
         return subprocess.Popen(
             command,
-            cwd=ROOT,
+            cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=output,
