@@ -281,8 +281,10 @@ def _menu_rows(viewer):
 
 def menu_query(user) -> compiled.Query:
     """The query of the forms' template menu (its SQL built once per process: it
-    depends on the user's id alone)."""
-    return compiled.query(("menu",), _menu_rows, model=PromptTemplate, user=user)
+    depends on the user's id alone; so does its plan)."""
+    return compiled.query(
+        ("menu",), _menu_rows, model=PromptTemplate, prepare=True, user=user
+    )
 
 
 def _menu_for(user) -> tuple[tuple[int, str, int, str], ...]:

@@ -547,6 +547,9 @@ def _uncounted_query(user, filters: HistoryFilters, size: int, listing):
             viewer,
         ),
         model=ImageRequest,
+        # One's own history walks its index whatever the user: one plan serves
+        # (the team's depends on who shared what, so it is planned each time).
+        prepare=filters.scope == Scope.MINE,
         user=user,
     )
 

@@ -49,6 +49,7 @@ def _images_query(viewer, pk: int) -> compiled.Query:
             image_request_id=id_
         ).values_list(*fields(GeneratedImage)),
         model=GeneratedImage,
+        prepare=True,
         user=viewer,
         pk=pk,
     )
@@ -79,6 +80,7 @@ def _own_request_query(user, pk: int) -> compiled.Query:
             .values_list(*fields(ImageRequest), "starred")
         ),
         model=ImageRequest,
+        prepare=True,
         user=user,
         pk=pk,
     )
@@ -122,6 +124,7 @@ def own_requests_only(user, pks: Sequence[int], names: Sequence[str]) -> list | 
             .values_list(*columns)
         ),
         model=ImageRequest,
+        prepare=True,
         user=user,
         **{f"id{index}": pk for index, pk in enumerate(pks)},
     )
@@ -141,6 +144,7 @@ def own_image(user, pk: int, image_pk: int) -> GeneratedImage | None | bool:
             .values_list(*fields(GeneratedImage))
         ),
         model=GeneratedImage,
+        prepare=True,
         user=user,
         pk=image_pk,
     )
@@ -161,6 +165,7 @@ def _has_lineage_query(user, pk: int) -> compiled.Query:
             .values_list("pk")[:1]
         ),
         model=Reference,
+        prepare=True,
         user=user,
         pk=pk,
     )

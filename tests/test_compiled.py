@@ -5,7 +5,9 @@ rows the ORM gives, whoever asks, whatever the values."""
 import uuid
 
 import pytest
-from django.db import connection
+from django.db import DataError, connection, transaction
+from django.db.models import IntegerField, Value
+from django.db.models.functions import Cast
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -190,3 +192,115 @@ def test_the_main_and_detail_pages_ask_in_one_round_trip(client_logged_in, user)
         with CaptureQueriesContext(connection) as ran:
             assert client_logged_in.get(url).status_code == 200
         assert len(ran) == 3, (url, [query["sql"][:60] for query in ran])
+
+
+def _prepared_names() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM pg_prepared_statements")
+        return {name for (name,) in cursor.fetchall() if name.startswith("bw_")}
+
+
+def _asking(key, prepare: bool):
+    return lambda viewer, text: compiled.query(
+        key, prompts_of, model=ImageRequest, prepare=prepare, user=viewer, text=text
+    )
+
+
+@only_postgresql
+def test_a_prepared_query_is_planned_once_per_connection(user, other_user):
+    """Prepared in the same round trip as its first run, then only EXECUTEd; the
+    very rows of the same query unprepared, whoever asks, whatever the values."""
+    ImageRequestFactory(user=user, prompt="Banana", image_urls=["https://a.test/1"])
+    ImageRequestFactory(user=other_user, prompt="Banana")
+    ImageRequestFactory(user=user, prompt="50% off")
+    key = ("test-prepared", uuid.uuid4().hex)
+    plain, prepared = _asking(key, False), _asking(key, True)
+    asks = [(v, t) for v in (user, other_user) for t in ("Banana", "50% off", "x")]
+    expected = {ask: compiled.rows(plain(*ask)) for ask in asks}
+    assert sum(map(len, expected.values())) == 3
+    before = _prepared_names()
+    texts = []
+    for _ in range(2):
+        for ask, rows in expected.items():
+            with CaptureQueriesContext(connection) as ran:
+                assert compiled.rows(prepared(*ask)) == rows
+            assert len(ran) == 1
+            texts.append(ran[0]["sql"])
+    assert len(_prepared_names() - before) == 1
+    # Only the first run prepared it; every run EXECUTEd it.
+    assert ["PREPARE bw_" in text for text in texts] == [True] + [False] * 11
+    assert all("EXECUTE bw_" in text for text in texts)
+
+
+@only_postgresql
+def test_prepared_and_planned_queries_run_together(user, other_user):
+    ImageRequestFactory(user=user, prompt="Banana")
+    ImageRequestFactory(user=other_user, prompt="Banana")
+    key = ("test-prepared-together", uuid.uuid4().hex)
+    asked = [
+        _asking(key, True)(user, "Banana"),
+        _asking(key, False)(other_user, "Banana"),
+        _asking(key, True)(other_user, "Banana"),
+    ]
+    alone = [compiled.rows(query) for query in asked]
+    with CaptureQueriesContext(connection) as ran, compiled.together(*asked):
+        assert [compiled.rows(query) for query in asked] == alone
+    assert len(ran) == 1
+    assert ran[0]["sql"].count("EXECUTE bw_") == 2
+
+
+@only_postgresql
+def test_after_an_error_the_connection_forgets_its_statements(user):
+    """A PREPARE outlives a text that failed after it: the next run starts again
+    from none instead of preparing a statement twice (an error of its own)."""
+    ImageRequestFactory(user=user, prompt="Banana")
+    failing = compiled.query(
+        ("test-failing", uuid.uuid4().hex),
+        lambda viewer: ImageRequest.objects.filter(user=viewer).values_list(
+            Cast(Value("not a number"), IntegerField())
+        ),
+        model=ImageRequest,
+        user=user,
+    )
+    prepared = _asking(("test-prepared-error", uuid.uuid4().hex), True)
+    with (
+        pytest.raises(DataError),
+        transaction.atomic(),
+        compiled.together(prepared(user, "Banana"), failing),
+    ):
+        pass
+    with CaptureQueriesContext(connection) as ran:
+        assert len(compiled.rows(prepared(user, "Banana"))) == 1
+    assert ran[0]["sql"].startswith("DEALLOCATE ALL")
+
+
+@only_postgresql
+def test_a_connection_keeps_a_bounded_number_of_statements(user, monkeypatch):
+    monkeypatch.setattr(compiled, "PREPARED_PER_CONNECTION", 2)
+    ImageRequestFactory(user=user, prompt="Banana")
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    connection._bananaweb_prepared = None
+    for index in range(5):
+        # Its own SQL each (LIMIT is written in it), hence a statement each.
+        prepared = compiled.query(
+            ("test-prepared-bound", index),
+            lambda viewer, text, index=index: prompts_of(viewer, text)[: index + 1],
+            model=ImageRequest,
+            prepare=True,
+            user=user,
+            text="Banana",
+        )
+        assert len(compiled.rows(prepared)) == 1
+        assert 1 <= len(_prepared_names()) <= 2
+
+
+def test_a_parameter_of_an_unknown_type_is_not_prepared():
+    assert compiled._prepared_statement("SELECT %s", [[1, 2]]) is None
+    name, text = compiled._prepared_statement(
+        "SELECT %s WHERE x LIKE '5%%' AND y = %s", [7, "a"]
+    )
+    assert (
+        text
+        == f"PREPARE {name}(bigint, text) AS SELECT $1 WHERE x LIKE '5%%' AND y = $2"
+    )

@@ -25,6 +25,7 @@ def active_token(token_hash: str) -> ApiToken | None | bool:
             .values_list(*fields(ApiToken), *fields(User, "user__"))
         ),
         model=ApiToken,
+        prepare=True,
         token_hash=token_hash,
     )
     found = first_instances(asked, ApiToken, User)
@@ -50,6 +51,7 @@ def own_task(user, task_id: uuid.UUID) -> GatewayTask | None | bool:
             .values_list(*fields(GatewayTask), *fields(ImageRequest, "image_request__"))
         ),
         model=GatewayTask,
+        prepare=True,
         user=user,
         task_id=task_id,
     )
@@ -59,6 +61,7 @@ def own_task(user, task_id: uuid.UUID) -> GatewayTask | None | bool:
             image_request__user=viewer, image_request__gateway_task__task_id=id_
         ).values_list(*fields(GeneratedImage)),
         model=GeneratedImage,
+        prepare=True,
         user=user,
         task_id=task_id,
     )
