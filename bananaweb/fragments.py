@@ -262,6 +262,7 @@ def forget_remembered() -> None:
     _forms_html.clear()
     _cards_seen.clear()
     _filters_html.clear()
+    _pollers_html.clear()
     pages.forget()
 
 
@@ -370,4 +371,26 @@ def filters_html(filters: history.HistoryFilters, people: list[str]) -> SafeStri
             )
         )
         _filters_html.put(key, html)
+    return SafeString(html)
+
+
+# --- The page's poller ---------------------------------------------------------
+
+UPDATES_TEMPLATE = "requests/index.html#request-updates"
+# By the cards in flight: a page polls every 2 s, mostly to hear that nothing moved.
+_pollers_html = Remembered(512)
+
+
+def poller_html(in_flight: list[int]) -> SafeString:
+    """The poll's answer when no card changed: the poller alone, which shows only
+    the ids still in flight (and polls on while there are some); no token in it."""
+    key = (
+        _template_version(("requests/index.html",)) if settings.DEBUG else "",
+        tuple(in_flight),
+    )
+    html = _pollers_html.get(key)
+    if html is None:
+        context = {"changed": [], "polling": bool(in_flight), "polling_ids": in_flight}
+        html = str(get_template(UPDATES_TEMPLATE).render(context))
+        _pollers_html.put(key, html)
     return SafeString(html)

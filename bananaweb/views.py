@@ -515,27 +515,23 @@ def request_updates(request: HtmxHttpRequest) -> HttpResponse:
     in_flight = [r.pk for r in found if r.in_flight]
     # An unchanged card costs no more: no columns, images or template work.
     changed = [r.pk for r in found if poll.changed(r)]
-    context = {
-        # Those the query above found visible, and only those.
-        "changed": list(
-            ImageRequest.objects.filter(pk__in=changed, deleted_at__isnull=True)
-            .with_images()
-            .with_starred(request.user)
-            .select_related("user")
-            .order_by("pk")
-        )
-        if changed
-        else [],
-        "polling": bool(in_flight),
-        "polling_ids": in_flight,
-    }
-    template = "requests/index.html#request-updates"
-    response = (
-        render(request, template, context)
-        if changed
-        # The poller alone reads nothing of the request: no context processors.
-        else HttpResponse(render_to_string(template, context))
-    )
+    if changed:
+        context = {
+            # Those the query above found visible, and only those.
+            "changed": list(
+                ImageRequest.objects.filter(pk__in=changed, deleted_at__isnull=True)
+                .with_images()
+                .with_starred(request.user)
+                .select_related("user")
+                .order_by("pk")
+            ),
+            "polling": bool(in_flight),
+            "polling_ids": in_flight,
+        }
+        response = render(request, fragments.UPDATES_TEMPLATE, context)
+    else:
+        # The poller alone, the same for everyone with these cards in flight.
+        response = HttpResponse(fragments.poller_html(in_flight))
     if not in_flight:
         response.status_code = HTMX_STOP_POLLING
     return response

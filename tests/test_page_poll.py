@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 from django_htmx.http import HTMX_STOP_POLLING
 
-from bananaweb import polling
+from bananaweb import fragments, polling
 from bananaweb.models import ImageRequest
 from tests.factories import ImageRequestFactory, make_image
 
@@ -97,6 +97,33 @@ def test_nothing_changed_and_still_in_flight_is_the_poller_alone(
     assert response.status_code == 200
     assert oob_cards(response.content.decode()) == []
     assert 'hx-trigger="every 2s"' in poller(response.content.decode())
+
+
+def test_the_poller_alone_is_rendered_once_for_the_same_cards_in_flight(
+    client_logged_in, user, monkeypatch
+):
+    """Most polls hear that nothing moved: that answer is remembered by the ids
+    still in flight, and another set of ids gets its own."""
+    first, second = ImageRequestFactory.create_batch(
+        2, user=user, status=Status.IN_PROGRESS
+    )
+    rendered = []
+    real = fragments.get_template
+
+    def counting(name):
+        rendered.append(name)
+        return real(name)
+
+    fragments.forget_remembered()
+    monkeypatch.setattr(fragments, "get_template", counting)
+    answers = [
+        updates(client_logged_in, *cards, since=cards).content.decode()
+        for cards in ([first, second], [first, second], [first], [first, second])
+    ]
+    assert rendered == [fragments.UPDATES_TEMPLATE] * 2
+    assert answers[0] == answers[1] == answers[3]
+    assert f'data-ids="{first.pk},{second.pk}"' in poller(answers[0])
+    assert f'data-ids="{first.pk}"' in poller(answers[2])
 
 
 def test_no_ids_stops_the_poll(client_logged_in):
