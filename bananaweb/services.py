@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -311,10 +311,16 @@ def image_requests_create(
             }
         )
 
-    with transaction.atomic():
+    with (
+        transaction.atomic(),
         # Lock the user's row so two submissions can't both take the last request,
-        # nor both use one idempotency key. A statement of its own: the reads
-        # below must see what a submission that held the lock committed.
+        # nor both use one idempotency key. A statement of its own (each statement
+        # reads its own snapshot): the quota's, after it, sees what a submission
+        # that held the lock committed. Both in one round trip, the lock's time.
+        compiled.together(
+            _lock_query(user), quota_query(user, idempotency_key=idempotency_key)
+        ),
+    ):
         _lock_user(user)
         usage, chosen, made = _quota_preference_and_key(
             user, idempotency_key=idempotency_key
@@ -350,21 +356,24 @@ def image_requests_create(
     return built
 
 
+def _locking(viewer) -> QuerySet:
+    return (
+        get_user_model()
+        .objects.select_for_update()
+        .filter(pk=viewer.pk)
+        .values_list("pk")
+    )
+
+
+def _lock_query(user) -> compiled.Query:
+    return compiled.query(("lock-user",), _locking, model=get_user_model(), user=user)
+
+
 def _lock_user(user) -> None:
     """Lock the user's row until the transaction ends (its SQL built once per
     process, bananaweb.compiled)."""
-
-    def locking(viewer):
-        return (
-            get_user_model()
-            .objects.select_for_update()
-            .filter(pk=viewer.pk)
-            .values_list("pk")
-        )
-
-    lock = compiled.query(("lock-user",), locking, model=get_user_model(), user=user)
-    if compiled.rows(lock) is None:
-        list(locking(user))
+    if compiled.rows(_lock_query(user)) is None:
+        list(_locking(user))
 
 
 def _with_group(image_request: ImageRequest) -> list[ImageRequest]:

@@ -1,6 +1,8 @@
 """The request pipeline's services, with the upstream mocked at the HTTP level."""
 
 import json
+import threading
+import time
 from datetime import timedelta
 from unittest import mock
 
@@ -8,6 +10,7 @@ import pytest
 import requests
 import responses
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.tasks import default_task_backend
 from django.utils import timezone
 from PIL import Image
@@ -78,6 +81,71 @@ def test_over_quota_is_refused_with_reset_time(user, settings):
     assert "resets at 00:00" in str(exc.value)
     assert ImageRequest.objects.count() == 2
     assert not default_task_backend.results
+
+
+def _at_once(user, monkeypatch, first: dict, second: dict) -> list:
+    """Two submissions for one user from two connections, the second sent while
+    the first holds the user's lock (its request saved, not yet committed): what
+    each got, first's then second's."""
+    holding, release = threading.Event(), threading.Event()
+    real_schedule = services.schedule
+
+    def held(*follow_ups):
+        if not holding.is_set():
+            holding.set()
+            release.wait(10)
+        real_schedule(*follow_ups)
+
+    monkeypatch.setattr(services, "schedule", held)
+    outcomes = [None, None]
+
+    def submit(index, kwargs):
+        try:
+            data = {"action": "generate", "prompt": "At once"}
+            made = services.image_request_create(user=user, data=data, **kwargs)
+            outcomes[index] = made.pk
+        except services.QuotaExceeded:
+            outcomes[index] = "refused"
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=submit, args=(index, kwargs))
+        for index, kwargs in enumerate((first, second))
+    ]
+    threads[0].start()
+    assert holding.wait(10)
+    threads[1].start()
+    time.sleep(0.5)  # the second waits for the first's lock meanwhile
+    assert threads[1].is_alive()
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    return outcomes
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="a row lock between two connections"
+)
+@pytest.mark.django_db(transaction=True)
+def test_two_submissions_at_once_never_both_take_the_last_request(
+    user, settings, monkeypatch
+):
+    settings.BANANAWEB_DEFAULT_DAILY_QUOTA = 1
+    made, refused = _at_once(user, monkeypatch, {}, {})
+    assert refused == "refused"
+    assert list(ImageRequest.objects.values_list("pk", flat=True)) == [made]
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="a row lock between two connections"
+)
+@pytest.mark.django_db(transaction=True)
+def test_one_idempotency_key_sent_twice_at_once_makes_one_request(user, monkeypatch):
+    key = {"idempotency_key": "twice-at-once"}
+    first, second = _at_once(user, monkeypatch, key, key)
+    assert first == second
+    assert list(ImageRequest.objects.values_list("pk", flat=True)) == [first]
 
 
 def test_per_user_quota_overrides_default(user, settings):
