@@ -14,11 +14,13 @@ constant is never taken for one. The values come back as the ORM gives them
 (its converters run: a JSON field is decoded, for example).
 
 A query made with `prepare=True` is also planned once per connection: a
-PREPAREd statement with its parameters' types declared, run by EXECUTE. Only for
-a query whose plan is the same whatever the values (a user's own rows by their
-index): PostgreSQL then reuses one generic plan, which for the main page's rows
-halved what the query costs it (planning was half). A query whose best plan
-depends on the values (the Team view's) is planned each time, as before.
+PREPAREd statement, its values as parameters of declared types, its constants
+written in (so that a partial index whose condition is one, such as the team's
+history, serves its generic plan), run by EXECUTE. Only for a query whose best
+plan is the same whatever the values (rows by their index): PostgreSQL then
+reuses one generic plan, which for the main page's rows halved what the query
+costs it (planning was half). A query whose best plan depends on the values (a
+search's words) is planned each time.
 """
 
 import hashlib
@@ -28,11 +30,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
 
 from django.db import connections, router
 from django.db.models import Model, QuerySet
+from psycopg.sql import Literal
 
 from bananaweb.remembered import Remembered
 
@@ -43,16 +45,12 @@ STAND_IN_UUID = 0x5EED_0000_0000_4000_8000_0000_0000_0000
 _sql = Remembered(256)
 # Statements a connection keeps prepared at most; past it, it forgets them all.
 PREPARED_PER_CONNECTION = 64
-# A parameter's declared type in a PREPARE, by its Python type (bool before int).
-_PARAMETER_TYPES = (
-    (bool, "boolean"),
+# A value's declared type in a PREPARE, by its type as a parameter (see _stand_in).
+_VALUE_TYPES = (
     (int, "bigint"),
     (str, "text"),
     (datetime, "timestamptz"),
-    (date, "date"),
     (uuid.UUID, "uuid"),
-    (float, "double precision"),
-    (Decimal, "numeric"),
 )
 
 
@@ -85,7 +83,7 @@ class _Bound:
     params: list
     converters: list
     memo_key: tuple
-    prepared: tuple[str, str] | None  # (its name, its PREPARE)
+    prepared: "_Statement | None"
 
 
 def compiled_rows(
@@ -157,23 +155,29 @@ def _run(cursor, bound: list[_Bound]) -> list[list[tuple]]:
     """Each query's raw rows, all in one round trip: the statements not yet
     prepared on this connection are prepared first, in the same text."""
     prepared = _prepared_on(cursor.db)
-    wanted = dict(b.prepared for b in bound if b.prepared)
+    wanted = {b.prepared.name: b.prepared for b in bound if b.prepared}
     first = []
-    if prepared.unsure or len(prepared.names | wanted.keys()) > PREPARED_PER_CONNECTION:
+    kept = len(prepared.names | wanted.keys())
+    if prepared.unsure or kept > PREPARED_PER_CONNECTION:
         first.append("DEALLOCATE ALL")
         prepared.names.clear()
         prepared.unsure = False
-    first += [text for name, text in wanted.items() if name not in prepared.names]
-    statements = [
-        f"EXECUTE {b.prepared[0]}({', '.join(['%s'] * len(b.params))})"
-        if b.prepared
-        else b.sql
-        for b in bound
+    first += [
+        statement.text(prepared.raw_connection)
+        for name, statement in wanted.items()
+        if name not in prepared.names
     ]
+    statements, params = [], []
+    for each in bound:
+        if each.prepared:
+            values = [each.params[index] for index in each.prepared.variable]
+            statements.append(each.prepared.execute)
+            params += values
+        else:
+            statements.append(each.sql)
+            params += each.params
     try:
-        cursor.execute(
-            ";\n".join([*first, *statements]), [p for b in bound for p in b.params]
-        )
+        cursor.execute(";\n".join([*first, *statements]), params)
         for _ in first:  # their results: nothing to read
             cursor.nextset()
         results = []
@@ -208,24 +212,61 @@ def _prepared_on(connection) -> _Prepared:
     return prepared
 
 
-def _prepared_statement(sql: str, params: list) -> tuple[str, str] | None:
-    """(a name, the PREPARE of `sql` with its parameters' types declared), or
-    None for a parameter of a type not known here."""
-    types = []
-    for param in params:
-        kind = next((t for cls, t in _PARAMETER_TYPES if isinstance(param, cls)), None)
-        if kind is None:
-            return None
-        types.append(kind)
-    numbers = iter(range(1, len(params) + 1))
-    # Django's %s and %% as PostgreSQL's $1, $2 … and a % escaped for the cursor
-    # (the whole text goes through its formatting with the EXECUTEs' params).
-    text = re.sub(
-        r"%%|%s", lambda m: "%%" if m[0] == "%%" else f"${next(numbers)}", sql
+@dataclass
+class _Statement:
+    """A compiled query as a prepared statement: its values (the stand-ins'
+    places) as parameters, its constants written in, so that a generic plan
+    knows them (a partial index whose condition is one serves it)."""
+
+    name: str
+    sql: str
+    params: list  # as compiled: stand-ins and constants
+    variable: tuple[int, ...]  # the positions of the values among them
+    types: tuple[str, ...]  # the values' declared types
+    _text: str = ""
+
+    @property
+    def execute(self) -> str:
+        if not self.variable:
+            return f"EXECUTE {self.name}"
+        return f"EXECUTE {self.name}({', '.join(['%s'] * len(self.variable))})"
+
+    def text(self, raw_connection) -> str:
+        """Its PREPARE, with %% for each % (the text goes through the cursor's
+        formatting, with the EXECUTEs' parameters)."""
+        if not self._text:
+            positions = iter(range(len(self.params)))
+
+            def placed(match: re.Match) -> str:
+                if match[0] == "%%":
+                    return "%%"
+                index = next(positions)
+                if index in self.variable:
+                    return f"${self.variable.index(index) + 1}"
+                literal = Literal(self.params[index]).as_string(raw_connection)
+                return literal.replace("%", "%%")
+
+            declared = f"({', '.join(self.types)})" if self.types else ""
+            body = re.sub(r"%%|%s", placed, self.sql)
+            self._text = f"PREPARE {self.name}{declared} AS {body}"
+        return self._text
+
+
+def _statement(sql: str, params: list, standing: list) -> _Statement:
+    variable = tuple(
+        index
+        for index, param in enumerate(params)
+        if _hashable(param) and param in standing
     )
-    name = "bw_" + hashlib.sha256(sql.encode()).hexdigest()[:24]
-    declared = f"({', '.join(types)})" if types else ""
-    return name, f"PREPARE {name}{declared} AS {text}"
+    types = tuple(
+        next(kind for cls, kind in _VALUE_TYPES if isinstance(params[index], cls))
+        for index in variable
+    )
+    # Named by all it is: one SQL may be compiled with other constants.
+    constants = [param for index, param in enumerate(params) if index not in variable]
+    named = repr((sql, constants, variable, types)).encode()
+    name = "bw_" + hashlib.sha256(named).hexdigest()[:24]
+    return _Statement(name, sql, params, variable, types)
 
 
 def _bind(asked: Query) -> _Bound | None:
@@ -250,7 +291,7 @@ def _bind(asked: Query) -> _Bound | None:
         converters = list(compiler.get_converters(columns).items())
         # What each stand-in is as a parameter, to find it among the params.
         standing = [_value(stand_in) for stand_in in stand_ins]
-        prepared = _prepared_statement(sql, params) if asked.prepare else None
+        prepared = _statement(sql, params, standing) if asked.prepare else None
         compiled = (sql, params, converters, standing, prepared)
         _sql.put(key, compiled)
     sql, params, converters, standing, prepared = compiled

@@ -297,7 +297,7 @@ def _people(_viewer) -> QuerySet:
 def team_people_query(viewer) -> compiled.Query:
     """The query of team_people (the same for every viewer)."""
     return compiled.query(
-        ("team-people",), _people, model=get_user_model(), user=viewer
+        ("team-people",), _people, model=get_user_model(), prepare=True, user=viewer
     )
 
 
@@ -547,9 +547,9 @@ def _uncounted_query(user, filters: HistoryFilters, size: int, listing):
             viewer,
         ),
         model=ImageRequest,
-        # One's own history walks its index whatever the user: one plan serves
-        # (the team's depends on who shared what, so it is planned each time).
-        prepare=filters.scope == Scope.MINE,
+        # A history walks its index (the user's, or the team's partial one)
+        # whoever asks: one plan serves. Not a search's (see _counted_query).
+        prepare=True,
         user=user,
     )
 
@@ -578,6 +578,8 @@ def _counted_query(user, filters: HistoryFilters, size: int, listing):
         )
         return _card_rows(counted, viewer, "matches")[offset : offset + size]
 
+    # Planned each time, not prepared: how many requests a search's words match
+    # changes the best plan.
     return compiled.query(
         ("counted", replace(filters, q="…" if filters.q else "", page=1), size, offset),
         rows_for,

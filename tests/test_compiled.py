@@ -295,12 +295,25 @@ def test_a_connection_keeps_a_bounded_number_of_statements(user, monkeypatch):
         assert 1 <= len(_prepared_names()) <= 2
 
 
-def test_a_parameter_of_an_unknown_type_is_not_prepared():
-    assert compiled._prepared_statement("SELECT %s", [[1, 2]]) is None
-    name, text = compiled._prepared_statement(
-        "SELECT %s WHERE x LIKE '5%%' AND y = %s", [7, "a"]
+@only_postgresql
+def test_a_prepared_statement_has_the_values_as_parameters_and_the_constants_in_it(
+    db,
+):
+    """A generic plan knows the constants (a partial index on one serves it); one
+    SQL compiled with other constants is another statement."""
+    sql = "SELECT %s FROM t WHERE v = %s AND w LIKE '5%%' AND u = %s AND d > %s"
+    day = timezone.now()
+    team = compiled._statement(sql, [1, "team", -7, day], [-7, day])
+    private = compiled._statement(sql, [1, "private", -7, day], [-7, day])
+    connection.ensure_connection()
+    assert team.text(connection.connection) == (
+        f"PREPARE {team.name}(bigint, timestamptz) AS "
+        "SELECT 1 FROM t WHERE v = 'team' AND w LIKE '5%%' AND u = $1 AND d > $2"
     )
+    assert team.execute == f"EXECUTE {team.name}(%s, %s)"
+    assert private.name != team.name
+    constant = compiled._statement("SELECT %s", [1], [-7])
     assert (
-        text
-        == f"PREPARE {name}(bigint, text) AS SELECT $1 WHERE x LIKE '5%%' AND y = $2"
+        constant.text(connection.connection) == f"PREPARE {constant.name} AS SELECT 1"
     )
+    assert constant.execute == f"EXECUTE {constant.name}"
