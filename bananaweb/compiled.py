@@ -91,10 +91,12 @@ def compiled_rows(
     rows_for: Callable[..., QuerySet],
     *,
     model: type[Model],
+    prepare: bool = False,
     **values: object,
 ) -> list[tuple] | None:
-    """The rows of `query(key, rows_for, model=model, **values)` (see rows)."""
-    return rows(query(key, rows_for, model=model, **values))
+    """The rows of `query(key, rows_for, model=model, prepare=prepare, **values)`
+    (see rows)."""
+    return rows(query(key, rows_for, model=model, prepare=prepare, **values))
 
 
 def rows(asked: Query) -> list[tuple] | None:
