@@ -87,6 +87,23 @@ def better(first: Result, second: Result, floor: Result) -> Result:
     )
 
 
+# A floor below this share of the run's first was measured on a disturbed
+# machine (another tenant's burst): its line is measured once more.
+DISTURBED_FLOOR = 0.75
+
+
+def disturbed(line: Result, floor: Result) -> bool:
+    """Whether the floor measured just before the line fell far below the run's
+    first: the ratio would then say more about the machine than the line."""
+    return bool(line.floor_rate and line.floor_rate < DISTURBED_FLOOR * floor.rate)
+
+
+def calmer(first: Result, second: Result) -> Result:
+    """Of two measures of one line, the one whose floor ran faster (the machine
+    less disturbed), whatever the line's own figures."""
+    return max(first, second, key=lambda line: line.floor_rate or 0)
+
+
 def ratio(line: Result, floor: Result) -> float | None:
     """To the floor measured just before the line, else the run's first."""
     denominator = line.floor_rate or floor.rate

@@ -152,3 +152,19 @@ def test_of_two_measures_of_a_line_the_better_counts_and_errors_never_do():
         report.result("gallery", figures(900, errors=3), goal=0.5), floor_rate=1000
     )
     assert report.better(failing, low, floor) is low
+
+
+def test_a_line_whose_floor_fell_far_is_measured_again_and_the_calmer_counts():
+    """Another tenant's burst during the floor just before a line makes its ratio
+    say more about the machine than the line (a thumbnail at 1.31): such a
+    line is measured once more, and the measure whose floor ran faster counts,
+    whatever the line's own figures."""
+    floor = report.result("the floor", figures(1000), goal=None)
+    line = report.result("a thumbnail", figures(577), goal=0.9)
+    burst = dataclasses.replace(line, floor_rate=439)
+    calm = dataclasses.replace(line, requests=line.requests - 1, floor_rate=900)
+    assert report.disturbed(burst, floor)
+    assert not report.disturbed(calm, floor)
+    assert not report.disturbed(dataclasses.replace(line, floor_rate=None), floor)
+    assert report.calmer(burst, calm) is calm
+    assert report.calmer(calm, burst) is calm
