@@ -498,6 +498,14 @@ class ImageRequest(models.Model):
                 condition=Q(visibility=Visibility.TEAM, deleted_at__isnull=True),
                 name="image_request_team_history",
             ),
+            # Who shares anything (the Team view's people): one probe per person.
+            # The team history's index has the user last, so each person who
+            # shares nothing would cost a walk through all that is shared.
+            models.Index(
+                fields=["user"],
+                condition=Q(visibility=Visibility.TEAM, deleted_at__isnull=True),
+                name="image_request_team_people",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -18,7 +18,7 @@ from django_htmx.http import HTMX_STOP_POLLING
 
 from bananaweb import downloads, history
 from bananaweb.models import GeneratedImage, ImageRequest
-from tests.factories import ImageRequestFactory, make_image, png_bytes
+from tests.factories import ImageRequestFactory, UserFactory, make_image, png_bytes
 
 Status = ImageRequest.Status
 HTMX = {"HX-Request": "true", "HX-Target": "history"}
@@ -176,6 +176,30 @@ def test_postgresql_search_is_served_by_the_gin_index(user):
     filters = history.history_filters({"q": "zebra"})
     plan = history.history_for(user=user, filters=filters).explain()
     assert "image_request_prompt_search" in plan, plan
+
+
+@only_postgresql
+def test_the_team_views_people_cost_one_probe_each_whoever_shares_nothing(
+    user, other_user
+):
+    """Who shares anything: a person who shares nothing must not cost a walk
+    through all the team shares (6.5 ms for 20 such people and 2,000 shared
+    requests before the index of migration 0012)."""
+    ImageRequest.objects.bulk_create(
+        ImageRequest(
+            user=user, action="generate", prompt=f"Shared {n}", visibility="team"
+        )
+        for n in range(3000)
+    )
+    quiet = UserFactory.create_batch(20)
+    ImageRequestFactory(user=other_user, visibility="team")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE bananaweb_imagerequest")
+        cursor.execute("ANALYZE auth_user")
+    plan = history._people(user).explain()
+    assert "image_request_team_people" in plan, plan
+    assert history.team_people(user) == sorted([user.username, other_user.username])
+    assert not {person.username for person in quiet} & set(history.team_people(user))
 
 
 @only_postgresql
