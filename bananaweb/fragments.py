@@ -28,7 +28,7 @@ A key never covers the URL prefix (SCRIPT_NAME): one process serves one site.
 """
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -351,27 +351,36 @@ FILTERS_TEMPLATE = "requests/index.html#history-filters"
 _filters_html = Remembered(512)
 
 
+def _plain_html(
+    store: Remembered, template: str, shown: tuple, context: Callable[[], dict]
+) -> SafeString:
+    """`template` rendered with a plain `context()` (no request: no token, no
+    context processors) once per `shown` in this process, which must name all
+    the context holds; in development, once per source of the template too."""
+    key = (
+        _template_version(("requests/index.html",)) if settings.DEBUG else "",
+        *shown,
+    )
+    html = store.get(key)
+    if html is None:
+        html = str(get_template(template).render(context()))
+        store.put(key, html)
+    return SafeString(html)
+
+
 def filters_html(filters: history.HistoryFilters, people: list[str]) -> SafeString:
     """The search and filters form: the same for everyone with the same filters
     (and, in the Team view, the same people to choose from); no token in it."""
-    key = (
-        _template_version(("requests/index.html",)) if settings.DEBUG else "",
-        filters,
-        tuple(people),
+    return _plain_html(
+        _filters_html,
+        FILTERS_TEMPLATE,
+        (filters, tuple(people)),
+        lambda: {
+            "filters": filters,
+            "people": people,
+            "filter_choices": history.FILTER_CHOICES,
+        },
     )
-    html = _filters_html.get(key)
-    if html is None:
-        html = str(
-            get_template(FILTERS_TEMPLATE).render(
-                {
-                    "filters": filters,
-                    "people": people,
-                    "filter_choices": history.FILTER_CHOICES,
-                }
-            )
-        )
-        _filters_html.put(key, html)
-    return SafeString(html)
 
 
 # --- The page's poller ---------------------------------------------------------
@@ -384,13 +393,9 @@ _pollers_html = Remembered(512)
 def poller_html(in_flight: list[int]) -> SafeString:
     """The poll's answer when no card changed: the poller alone, which shows only
     the ids still in flight (and polls on while there are some); no token in it."""
-    key = (
-        _template_version(("requests/index.html",)) if settings.DEBUG else "",
-        tuple(in_flight),
+    return _plain_html(
+        _pollers_html,
+        UPDATES_TEMPLATE,
+        (tuple(in_flight),),
+        lambda: {"changed": [], "polling": bool(in_flight), "polling_ids": in_flight},
     )
-    html = _pollers_html.get(key)
-    if html is None:
-        context = {"changed": [], "polling": bool(in_flight), "polling_ids": in_flight}
-        html = str(get_template(UPDATES_TEMPLATE).render(context))
-        _pollers_html.put(key, html)
-    return SafeString(html)
