@@ -5,7 +5,7 @@ import json
 import os
 import platform
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,6 +27,9 @@ class Result:
     # The floor measured just before this line, its ratio's denominator: these
     # machines' speed drifts over a run by more than the goals' margins.
     floor_rate: float | None = None
+    # Each round's ratio, in the order measured, when the line was measured in
+    # rounds (median_round).
+    round_ratios: tuple[float, ...] = ()
 
     @property
     def rate(self) -> float:
@@ -104,6 +107,19 @@ def calmer(first: Result, second: Result) -> Result:
     return max(first, second, key=lambda line: line.floor_rate or 0)
 
 
+def median_round(rounds: list[Result], floor: Result) -> Result:
+    """Of a line's rounds (each measured just after its own floor), the one with
+    the median ratio: a burst on the machine during one round moves the result
+    no more than one place. An error in any round is the line's."""
+    ordered = sorted(rounds, key=lambda line: ratio(line, floor) or 0)
+    middle = ordered[(len(ordered) - 1) // 2]
+    return replace(
+        middle,
+        errors=sum(line.errors for line in rounds),
+        round_ratios=tuple(ratio(line, floor) or 0 for line in rounds),
+    )
+
+
 def ratio(line: Result, floor: Result) -> float | None:
     """To the floor measured just before the line, else the run's first."""
     denominator = line.floor_rate or floor.rate
@@ -143,6 +159,16 @@ def table(
         notes.append(
             "- each ratio is to the floor measured just before its line: "
             f"{min(floors):,.0f}–{max(floors):,.0f} requests/s over the run"
+        )
+    if rounds := [line for line in lines if len(line.round_ratios) > 1]:
+        notes.append(
+            "- each line's rounds' ratios, in the order measured (the median "
+            "counts): "
+            + "; ".join(
+                f"{line.what.split(' (')[0]} "
+                + " ".join(f"{r:.2f}" for r in line.round_ratios)
+                for line in rounds
+            )
         )
     for budget in budgets:
         good = within(budget, short=short)

@@ -12,7 +12,8 @@ BANANAWEB_HTTPS=0) and 2 workers, the bench-only URLconf adding the floor
 drives each line with wrk (8 connections, a warm-up, then a bounded time), the
 same for every line: requests/s, p50, p99, and the ratio to the floor measured
 again just before the line (the machine's speed drifts within a run), against its
-goal. Then the upstream-poll budget and the main
+goal; the full run splits a line's time into 3 rounds of the floor then the line,
+and the round with the median ratio counts (a burst moves it one place at most). Then the upstream-poll budget and the main
 page's first load on the wire. It prints the table and writes it, with the command
 and the machine, to docs/PERFORMANCE.md (the short run: var/bench-last.md).
 
@@ -89,6 +90,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seconds", type=float, help="per line (10; short: 3)")
     parser.add_argument("--warmup", type=float, help="per line (2; short: 1)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="a line's seconds split into this many rounds of floor then line, "
+        "the median round counting (3; short: 1)",
+    )
     parser.add_argument("--requests", type=int, help="seeded (100,000; short: 10,000)")
     parser.add_argument(
         "--user-requests", type=int, help="the measured user's (10,000; short: 1,000)"
@@ -107,12 +114,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     short = args.short
     args.seconds = args.seconds or (3 if short else 10)
     args.warmup = args.warmup if args.warmup is not None else (1 if short else 2)
+    args.rounds = args.rounds or (1 if short else 3)
     args.requests = args.requests or (10_000 if short else 100_000)
     args.user_requests = args.user_requests or (1_000 if short else 10_000)
     # Only a whole full run is docs/PERFORMANCE.md.
     args.report = args.report or (LAST_SHORT if short or args.only else PERFORMANCE)
     if not 1 <= args.seconds <= 120:
         parser.error("--seconds must be between 1 and 120.")
+    if not 1 <= args.rounds <= args.seconds:
+        parser.error(
+            "--rounds must be between 1 and --seconds (a round is 1 s or more)."
+        )
     if not 0 < args.user_requests <= args.requests:
         parser.error("--user-requests must be between 1 and --requests.")
     return args
@@ -278,13 +290,22 @@ def _wrk_rate(
     return report.result(floor.what, figures, goal=None).rate
 
 
-def measure(
-    site: Site, client: Client, line: Line, args: argparse.Namespace, floor_path: str
-):
-    """The line checked once, warmed up, then driven by wrk for args.seconds."""
+def round_seconds(args: argparse.Namespace) -> int:
+    """A round's share of a line's seconds, whole (wrk counts whole seconds)."""
+    return max(1, round(args.seconds / args.rounds))
+
+
+def line_headers(client: Client, line: Line) -> dict[str, str]:
     headers = dict(line.headers)
     if line.session:
         headers["Cookie"] = client.cookie_header
+    return headers
+
+
+def prepare(
+    site: Site, client: Client, line: Line, args: argparse.Namespace, floor_path: str
+) -> None:
+    """The line checked once (its answer is the one expected), then warmed up."""
     check = client.request(
         "POST" if line.body else "GET",
         line.path,
@@ -298,9 +319,15 @@ def measure(
             f"{check.body[:500]!r}\n{site.log_tail(chars=1500)}"
         )
     if args.warmup:
-        _wrk(site, line, headers, args.warmup)
+        _wrk(site, line, line_headers(client, line), args.warmup)
         settle(client, floor_path)
-    figures = _wrk(site, line, headers, args.seconds)
+
+
+def measure(
+    site: Site, client: Client, line: Line, seconds: float, floor_path: str
+) -> report.Result:
+    """The line driven by wrk for `seconds`."""
+    figures = _wrk(site, line, line_headers(client, line), seconds)
     settle(client, floor_path)
     site.check_alive()
     return report.result(line.what, figures, goal=line.goal, cards=line.cards)
@@ -567,25 +594,38 @@ def _measure_all(args, site: Site, seed: dict, facts: dict, password: str):
         ):
             say("  below half its goal: measured once more")
             done = report.better(done, drive_once(line), results[0])
-        elif results and report.disturbed(done, results[0]):
+        # Measured in rounds, the median leaves such a burst out already.
+        elif args.rounds == 1 and results and report.disturbed(done, results[0]):
             say("  the floor fell far below the run's first: measured once more")
             done = report.calmer(done, drive_once(line))
         results.append(done)
 
     def drive_once(line: Line) -> report.Result:
-        # The floor again just before each line: the ratio compares what ran
-        # on the same machine in the same minute.
-        floor_rate = None
-        if results:
-            floor_rate = _wrk_rate(site, client, floor, args.seconds, paths["floor"])
         say(f"{line.what} …")
-        done = measure(site, client, line, args, paths["floor"])
+        prepare(site, client, line, args, paths["floor"])
+        if not results:  # the floor itself
+            done = measure(site, client, line, args.seconds, paths["floor"])
+        else:
+            # In rounds, each the floor then the line, on the same machine in
+            # the same few seconds; the median round's ratio counts.
+            rounds = []
+            seconds = round_seconds(args)
+            for _ in range(args.rounds):
+                floor_rate = _wrk_rate(site, client, floor, seconds, paths["floor"])
+                done = measure(site, client, line, seconds, paths["floor"])
+                rounds.append(dataclasses.replace(done, floor_rate=floor_rate))
+            done = report.median_round(rounds, results[0])
         say(
             f"  {done.rate:,.0f}/s, p50 {done.p50_ms:.1f} ms, p99 {done.p99_ms:.1f} ms"
             f"{f', {done.errors} errors' if done.errors else ''}"
-            f"{f' (floor just before: {floor_rate:,.0f}/s)' if floor_rate else ''}"
+            f"{f' (floor just before: {done.floor_rate:,.0f}/s)' if done.floor_rate else ''}"
+            + (
+                f"; the rounds' ratios: {', '.join(f'{r:.2f}' for r in done.round_ratios)}"
+                if len(done.round_ratios) > 1
+                else ""
+            )
         )
-        return dataclasses.replace(done, floor_rate=floor_rate)
+        return done
 
     drive(floor)
     for line in lines_before_polls(seed, paths, deep_page):
@@ -631,7 +671,13 @@ def _measure_all(args, site: Site, seed: dict, facts: dict, password: str):
         "server": f"gunicorn, {WEB_WORKERS} workers (gunicorn.conf.py: gthread), "
         "DEBUG off, static files collected, PostgreSQL",
         "load": f"wrk, {CONNECTIONS} connections on loopback, {args.warmup:g} s "
-        f"warm-up then {args.seconds:g} s a line",
+        f"warm-up then {args.seconds:g} s a line"
+        + (
+            f", in {args.rounds} rounds of the floor then the line "
+            f"({round_seconds(args)} s each); the median round counts"
+            if args.rounds > 1
+            else ", just after the floor"
+        ),
         "verdict": "ratios reported, not enforced; errors and budgets fail"
         if args.ratios_not_enforced
         else "below half a goal fails (short run: a line below is measured once "

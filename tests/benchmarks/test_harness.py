@@ -168,3 +168,42 @@ def test_a_line_whose_floor_fell_far_is_measured_again_and_the_calmer_counts():
     assert not report.disturbed(dataclasses.replace(line, floor_rate=None), floor)
     assert report.calmer(burst, calm) is calm
     assert report.calmer(calm, burst) is calm
+
+
+def test_a_line_in_rounds_counts_its_median_round_and_every_rounds_errors():
+    """A burst during one round (the gallery at 0.27 in one run, 0.48 in the
+    next) moves a line's result by one place at most: the round with the median
+    ratio counts, and an error in any round fails the line."""
+    floor = report.result("the floor", figures(1000), goal=None)
+    rounds = [
+        dataclasses.replace(
+            report.result("the team gallery", figures(n), goal=0.5), floor_rate=f
+        )
+        for n, f in ((270, 1000), (500, 1000), (150, 1000))
+    ]
+    middle = report.median_round(rounds, floor)
+    assert middle.requests == 270 and middle.floor_rate == 1000
+    assert middle.round_ratios == (0.27, 0.5, 0.15)
+    body, ok = report.table([floor, middle], [], short=False)
+    assert not ok and "| 0.27 | ≥ 0.5 | FAIL |" in body, body
+    assert "rounds' ratios, in the order measured (the median counts): " in body
+    assert "the team gallery 0.27 0.50 0.15" in body
+
+    # A burst on the floor's side: its round's ratio is the outlier.
+    calm = [dataclasses.replace(rounds[1], floor_rate=f) for f in (1000, 400, 1050)]
+    assert report.median_round(calm, floor).floor_rate == 1000
+
+    failing = [rounds[0], dataclasses.replace(rounds[1], errors=2), rounds[2]]
+    assert report.median_round(failing, floor).errors == 2
+    assert not report.line_passes(
+        report.median_round(failing, floor), floor, short=False
+    )
+
+
+def test_the_full_run_measures_in_rounds_and_the_short_one_does_not():
+    from tests.benchmarks.run import parse_args
+
+    assert parse_args([]).rounds == 3
+    assert parse_args(["--short"]).rounds == 1
+    with pytest.raises(SystemExit):
+        parse_args(["--seconds", "2", "--rounds", "3"])
