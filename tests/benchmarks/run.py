@@ -671,12 +671,12 @@ def _measure_all(args, site: Site, seed: dict, facts: dict, password: str):
         "server": f"gunicorn, {WEB_WORKERS} workers (gunicorn.conf.py: gthread), "
         "DEBUG off, static files collected, PostgreSQL",
         "load": f"wrk, {CONNECTIONS} connections on loopback, {args.warmup:g} s "
-        f"warm-up then {args.seconds:g} s a line"
+        "warm-up, then "
         + (
-            f", in {args.rounds} rounds of the floor then the line "
-            f"({round_seconds(args)} s each); the median round counts"
+            f"{args.rounds} rounds of the floor then the line, {round_seconds(args)} "
+            "s each; the median round counts"
             if args.rounds > 1
-            else ", just after the floor"
+            else f"the floor then the line, {args.seconds:g} s each"
         ),
         "verdict": "ratios reported, not enforced; errors and budgets fail"
         if args.ratios_not_enforced
