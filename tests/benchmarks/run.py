@@ -13,9 +13,10 @@ drives each line with wrk (8 connections, a warm-up, then a bounded time), the
 same for every line: requests/s, p50, p99, and the ratio to the floor measured
 again just before the line (the machine's speed drifts within a run), against its
 goal; the full run splits a line's time into 3 rounds of the floor then the line,
-and the round with the median ratio counts (a burst moves it one place at most). Then the upstream-poll budget and the main
-page's first load on the wire. It prints the table and writes it, with the command
-and the machine, to docs/PERFORMANCE.md (the short run: var/bench-last.md).
+and the round with the median ratio counts (a burst moves it one place at most).
+Then the upstream-poll budget and the main page's first load on the wire. It
+prints the table and writes it, with the command and the machine, to
+docs/PERFORMANCE.md (the short run: var/bench-last.md).
 
 Exit 1 when a line misses its goal (the short run: only below half of it, since
 these machines are noisy) or answered an error under load; 2 when it could not
