@@ -83,15 +83,15 @@ def _template_version(names: tuple[str, ...] = TEMPLATES) -> str:
 
 
 def _first_image(image_request) -> tuple[int, int, int] | None:
-    """(id, width, height) of a request's first image: a CardRow holds it."""
-    if isinstance(image_request, history.CardRow):
+    """(id, width, height) of a request's first image: a row holds it."""
+    if isinstance(image_request, history.Row):
         return image_request.first_image
     image = next(iter(image_request.images.all()), None)
     return (image.pk, image.width, image.height) if image else None
 
 
 def _author(image_request) -> str:
-    if isinstance(image_request, history.CardRow):
+    if isinstance(image_request, history.Row):
         return image_request.author
     return image_request.user.get_username()
 
@@ -190,9 +190,7 @@ def attach(
     viewer = request.user
     key_for, render = (tile_key, _render_tile) if tiles else (card_key, _render_card)
     keyed = {
-        key_for(r, viewer): r
-        for r in image_requests
-        if not isinstance(r, history.CardRow)
+        key_for(r, viewer): r for r in image_requests if not isinstance(r, history.Row)
     }
     if not keyed:
         return
@@ -227,9 +225,9 @@ def cached_cards(request, *, tiles: bool = False):
 TILE_TEMPLATE = "requests/index.html#gallery-tile"
 
 
-def tile_key(image_request: ImageRequest | history.CardRow, viewer) -> str:
+def tile_key(image_request: ImageRequest | history.Row, viewer) -> str:
     """The cache key of a gallery tile as `viewer` sees it: everything it shows.
-    The same key from an ImageRequest and from a CardRow of the same request."""
+    The same key from an ImageRequest and from a TileRow of the same request."""
     shown = (
         _template_version(),
         image_request.pk,

@@ -12,6 +12,7 @@ import unicodedata
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
+from typing import ClassVar
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -444,7 +445,8 @@ class CardRow:
     author: str = ""
     first_image: tuple[int, int, int] | None = None
     card_html: str = ""
-    tile_html: str = ""
+
+    COLUMNS: ClassVar[tuple[str, ...]] = CARD_COLUMNS
 
     @property
     def in_flight(self) -> bool:
@@ -456,6 +458,35 @@ class CardRow:
 
     def get_model_display(self) -> str:
         return str(_DISPLAYS["model"].get(self.model, self.model))
+
+
+# What a gallery tile shows (fragments.tile_key): 4 of a card's 17 columns, so a
+# gallery page reads, converts and digests far less of each request.
+TILE_COLUMNS = ("pk", "prompt", "user_id", "starred")
+
+
+@dataclass
+class TileRow:
+    """A request as a cached gallery tile needs it: TILE_COLUMNS, its author's
+    name and its first image as (id, width, height)."""
+
+    COLUMNS: ClassVar[tuple[str, ...]] = TILE_COLUMNS
+
+    pk: int
+    prompt: str
+    user_id: int
+    starred: bool
+    author: str = ""
+    first_image: tuple[int, int, int] | None = None
+    tile_html: str = ""
+
+
+# A request read as a plain row, for a card or for a tile.
+Row = CardRow | TileRow
+
+
+def _row_type(filters: HistoryFilters) -> type[Row]:
+    return TileRow if filters.gallery else CardRow
 
 
 def group_entry(image_requests: Iterable[ImageRequest]) -> HistoryEntry:
@@ -545,6 +576,7 @@ def _uncounted_query(user, filters: HistoryFilters, size: int, listing):
                 pk__in=listing(viewer, filters).values("pk")[offset : offset + size + 1]
             ).newest_first(),
             viewer,
+            row=_row_type(filters),
         ),
         model=ImageRequest,
         # A history walks its index (the user's, or the team's partial one)
@@ -560,7 +592,7 @@ def _uncounted_page(user, filters: HistoryFilters, size: int, listing) -> Page:
     links the next when there is one. Its SQL built once per process
     (bananaweb.compiled). `listing(user, filters)`: the requests, newest first."""
     return _window_page(
-        lambda: _card_rows(listing(user, filters), user),
+        lambda: _card_rows(listing(user, filters), user, row=_row_type(filters)),
         size,
         filters.page,
         compiled.rows(_uncounted_query(user, filters, size, listing)),
@@ -576,7 +608,9 @@ def _counted_query(user, filters: HistoryFilters, size: int, listing):
         counted = listing(viewer, replace(filters, q=text)).annotate(
             matches=Window(Count("pk"))
         )
-        return _card_rows(counted, viewer, "matches")[offset : offset + size]
+        return _card_rows(counted, viewer, "matches", row=_row_type(filters))[
+            offset : offset + size
+        ]
 
     # Planned each time, not prepared: how many requests a search's words match
     # changes the best plan.
@@ -609,7 +643,7 @@ def _counted_page(
     paginator = Paginator(ImageRequest.objects.none(), size)
     paginator.count = tuples[0][-1] if tuples else 0  # a cached_property
     page = paginator.page(filters.page)
-    rows = _as_card_rows(values[:-1] for values in tuples)
+    rows = _as_card_rows((values[:-1] for values in tuples), _row_type(filters))
     page.object_list = rows
     return page, rows
 
@@ -629,11 +663,13 @@ def page_query(user, filters: HistoryFilters) -> compiled.Query:
     return make(user, filters, size, listing)
 
 
-def _card_rows(requests_: QuerySet[ImageRequest], user, *extra: str) -> QuerySet:
-    """The requests as tuples: CARD_COLUMNS, the author's name and the first
-    image's [id, width, height] (one subquery on its index: no second query; one
-    array rather than a subquery each took a tenth off a page's query), then the
-    `extra` columns."""
+def _card_rows(
+    requests_: QuerySet[ImageRequest], user, *extra: str, row: type[Row] = CardRow
+) -> QuerySet:
+    """The requests as tuples: the `row` type's COLUMNS (a card's or a tile's), the
+    author's name and the first image's [id, width, height] (one subquery on its
+    index: no second query; one array rather than a subquery each took a tenth
+    off a page's query), then the `extra` columns."""
     username = get_user_model().USERNAME_FIELD
     first = GeneratedImage.objects.filter(image_request=OuterRef("pk")).order_by(
         *GeneratedImage._meta.ordering
@@ -645,24 +681,25 @@ def _card_rows(requests_: QuerySet[ImageRequest], user, *extra: str) -> QuerySet
                 first.values(first=JSONArray("pk", "width", "height"))[:1]
             )
         )
-        .values_list(*CARD_COLUMNS, f"user__{username}", "first_image", *extra)
+        .values_list(*row.COLUMNS, f"user__{username}", "first_image", *extra)
     )
 
 
-def _as_card_rows(tuples: Iterable[tuple]) -> list[CardRow]:
+def _as_card_rows(tuples: Iterable[tuple], row: type[Row] = CardRow) -> list[Row]:
     return [
-        CardRow(*values[:-1], first_image=tuple(values[-1]) if values[-1] else None)
+        row(*values[:-1], first_image=tuple(values[-1]) if values[-1] else None)
         for values in tuples
     ]
 
 
-def _as_request(row: CardRow) -> ImageRequest:
+def _as_request(row: Row) -> ImageRequest:
     """The ImageRequest of a row, built without a query: the row's columns are
     all a card reads; any other field is deferred (read on use, never wrong)."""
     db = router.db_for_read(ImageRequest)
     known = {
         "id": row.pk,
-        **{name: getattr(row, name) for name in CARD_COLUMNS[1:-1]},
+        # Not "starred": not a field.
+        **{name: getattr(row, name) for name in row.COLUMNS[1:-1]},
     }
     fields = [
         f.attname for f in ImageRequest._meta.concrete_fields if f.attname in known
@@ -747,7 +784,7 @@ def history_page(*, user, filters: HistoryFilters, cached=None) -> HistoryPage:
         page, listed_rows = _counted_page(user, filters, size, listing)
     else:
         page = _uncounted_page(user, filters, size, listing)
-        listed_rows = _as_card_rows(page.object_list)
+        listed_rows = _as_card_rows(page.object_list, _row_type(filters))
     if filters.gallery:
         tiles = _full_cards(listed_rows, cached, tiles=True)
         page.object_list = [tiles[row.pk] for row in listed_rows]

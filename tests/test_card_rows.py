@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.core.cache import cache
 from django.db import connection
+from django.http import QueryDict
 from django.urls import reverse
 from django.utils import timezone
 
@@ -44,6 +45,13 @@ def rows_of(viewer, *image_requests) -> list[history.CardRow]:
     return history._as_card_rows(history._card_rows(queryset, viewer))
 
 
+def tile_rows_of(viewer, *image_requests) -> list[history.TileRow]:
+    pks = [r.pk for r in image_requests]
+    queryset = ImageRequest.objects.filter(pk__in=pks).order_by("pk")
+    rows = history._card_rows(queryset, viewer, row=history.TileRow)
+    return history._as_card_rows(rows, history.TileRow)
+
+
 def models_of(viewer, *image_requests) -> list[ImageRequest]:
     pks = [r.pk for r in image_requests]
     queryset = ImageRequest.objects.filter(pk__in=pks).order_by("pk")
@@ -65,6 +73,9 @@ def test_a_row_and_its_request_have_the_same_card_and_tile_keys(user, other_user
         assert [fragments.tile_key(r, viewer) for r in rows] == [
             fragments.tile_key(m, viewer) for m in models
         ]
+        assert [
+            fragments.tile_key(r, viewer) for r in tile_rows_of(viewer, *requests_)
+        ] == [fragments.tile_key(m, viewer) for m in models]
     # The viewer's side differs: a star is each person's own.
     assert fragments.card_key(rows_of(user, shared)[0], user) != fragments.card_key(
         rows_of(other_user, shared)[0], other_user
@@ -94,6 +105,19 @@ def test_the_cached_gallery_builds_no_request(client_logged_in, user, monkeypatc
     monkeypatch.setattr(history, "_as_request", None)  # would raise
     html = client_logged_in.get(reverse("index") + "?view=gallery").content.decode()
     assert all(f'id="tile-{r.pk}"' in html for r in made)
+
+
+def test_the_gallery_reads_a_tiles_columns_not_a_cards(client_logged_in, user):
+    made = finished(user, prompt="a tile's banana", error_message="not on a tile")
+    html = client_logged_in.get(reverse("index") + "?view=gallery").content.decode()
+    assert f'id="tile-{made.pk}"' in html and "a tile&#x27;s banana" in html
+    for query in ("view=gallery", "view=gallery&q=banana", "view=gallery&scope=team"):
+        filters = history.history_filters(QueryDict(query))
+        asked = history.page_query(user, filters)
+        sql = str(asked.rows_for(*asked.values.values()).query)
+        assert '"prompt"' in sql and '"error_message"' not in sql, query
+    cards = history.page_query(user, history.history_filters(QueryDict("")))
+    assert '"error_message"' in str(cards.rows_for(*cards.values.values()).query)
 
 
 def test_a_changed_request_shows_at_once_though_its_card_was_cached(
