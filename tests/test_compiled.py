@@ -11,7 +11,7 @@ from django.db.models.functions import Cast
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from bananaweb import compiled, lookups
+from bananaweb import compiled, lookups, services
 from bananaweb.gateway import lookups as gateway_lookups
 from bananaweb.gateway.models import ApiToken, GatewayTask, hash_token
 from bananaweb.models import GeneratedImage, ImageRequest
@@ -325,3 +325,52 @@ def test_a_prepared_statement_has_the_values_as_parameters_and_the_constants_in_
         constant.text(connection.connection) == f"PREPARE {constant.name} AS SELECT 1"
     )
     assert constant.execute == f"EXECUTE {constant.name}"
+
+
+@only_postgresql
+def test_the_quota_is_prepared_and_planned_once(user, none_prepared):
+    """Every page and submission reads the quota: PostgreSQL plans it once per
+    connection (a generic plan, the day's start written in), not every time; a
+    submission's too, which also finds what its idempotency key made (by the
+    key's unique index, whatever the key)."""
+    ImageRequestFactory.create_batch(3, user=user)
+    made = ImageRequestFactory(user=user, idempotency_key="made-once")
+    for _ in range(8):
+        assert services.quota_usage(user=user).used == 4
+        for key, found in (("made-once", made.pk), ("not-yet", None)):
+            with transaction.atomic():
+                *_, made_by_key = services._quota_preference_and_key(
+                    user, idempotency_key=key
+                )
+            assert made_by_key == found
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT statement LIKE %s, generic_plans, custom_plans"
+            " FROM pg_prepared_statements WHERE statement LIKE %s",
+            ["%idempotency_key%", "%bananaweb_userquota%"],
+        )
+        plans = sorted(cursor.fetchall())
+    assert [keyed for keyed, *_ in plans] == [False, True]
+    for _, generic, custom in plans:
+        assert generic >= 3 and custom <= 5, plans
+
+
+@only_postgresql
+def test_a_submissions_generic_plan_finds_its_key_by_the_unique_index(
+    user, none_prepared
+):
+    """Not knowing the key, the prepared statement's generic plan still walks the
+    key's unique index, never the user's every request (under their lock)."""
+    ImageRequest.objects.bulk_create(
+        ImageRequestFactory.build(user=user) for _ in range(3000)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE bananaweb_imagerequest")
+    bound = compiled._bind(services.quota_query(user, idempotency_key="a-key"))
+    compiled.rows(services.quota_query(user, idempotency_key="a-key"))  # prepared
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        values = [bound.params[index] for index in bound.prepared.variable]
+        cursor.execute("EXPLAIN " + bound.prepared.execute, values)
+        plan = "\n".join(line for (line,) in cursor.fetchall())
+    assert "image_request_idempotency_key_unique" in plan, plan
