@@ -447,15 +447,18 @@ def _visible_by_pk(user, pks, shape, own=None) -> list[ImageRequest]:
     return found
 
 
-def _visible_request(request: HtmxHttpRequest, pk: int) -> ImageRequest:
+def _visible_request(
+    request: HtmxHttpRequest, pk: int, own: list | None = None
+) -> ImageRequest:
     """A request the user may see (theirs, the team's; staff any): a private one
-    of someone else is a 404."""
+    of someone else is a 404. `own`: as _visible_by_pk's."""
     found = _visible_by_pk(
         request.user,
         [pk],
         lambda requests: (
             requests.with_images().with_starred(request.user).select_related("user")
         ),
+        own,
     )
     if not found:
         raise Http404("No such request.")
@@ -599,8 +602,9 @@ def request_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 def _detail_html(request: HtmxHttpRequest, pk: int) -> tuple[str, dict]:
     own = lookups.own_request(request.user, pk)
-    response = _detail(request, own or _visible_request(request, pk))
-    return response.content.decode(), {}
+    # False: not the viewer's own (asked already), only the team's side is left.
+    found = own or _visible_request(request, pk, own=[] if own is False else None)
+    return _detail(request, found).content.decode(), {}
 
 
 @require_POST

@@ -83,6 +83,28 @@ def test_the_owners_detail_page_costs_a_fixed_few_queries(
     assert response.status_code == 200
 
 
+@pytest.mark.skipif(
+    "connection.vendor != 'postgresql'", reason="the owner's first ask is compiled SQL"
+)
+def test_a_teammates_detail_page_asks_the_owners_side_once(
+    client_logged_in, other_user, django_assert_num_queries
+):
+    theirs = ImageRequestFactory(
+        user=other_user, status=Status.COMPLETED, visibility=Visibility.TEAM
+    )
+    make_image(theirs)
+    url = reverse("request-detail", args=[theirs.pk])
+    client_logged_in.get(url)  # compiled
+    # Session, user, the page's round trip (not the viewer's own: told there),
+    # then the request as the team sees it, its images: never "is it mine?" again.
+    with django_assert_num_queries(5) as ran:
+        response = client_logged_in.get(url)
+    assert response.status_code == 200 and f"Request #{theirs.pk}".encode() in (
+        response.content
+    )
+    assert "visibility" in " ".join(query["sql"] for query in ran)
+
+
 def test_the_owners_detail_page_from_compiled_sql_is_the_orms(
     client_logged_in, user, monkeypatch
 ):
