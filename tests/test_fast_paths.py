@@ -97,12 +97,10 @@ def test_a_teammates_detail_page_asks_the_owners_side_once(
     client_logged_in.get(url)  # compiled
     # Session, user, the page's round trip (not the viewer's own: told there),
     # then the request as the team sees it, its images: never "is it mine?" again.
-    with django_assert_num_queries(5) as ran:
+    with django_assert_num_queries(5):
         response = client_logged_in.get(url)
-    assert response.status_code == 200 and f"Request #{theirs.pk}".encode() in (
-        response.content
-    )
-    assert "visibility" in " ".join(query["sql"] for query in ran)
+    assert response.status_code == 200
+    assert f"Request #{theirs.pk}".encode() in response.content
 
 
 def test_the_owners_detail_page_from_compiled_sql_is_the_orms(
