@@ -120,6 +120,13 @@ def median_round(rounds: list[Result], floor: Result) -> Result:
     )
 
 
+def round_ratios(line: Result, separator: str = " ") -> str:
+    """A line's rounds' ratios, in the order measured ("" for a single measure)."""
+    if len(line.round_ratios) < 2:
+        return ""
+    return separator.join(f"{r:.2f}" for r in line.round_ratios)
+
+
 def ratio(line: Result, floor: Result) -> float | None:
     """To the floor measured just before the line, else the run's first."""
     denominator = line.floor_rate or floor.rate
@@ -165,9 +172,7 @@ def table(
             "- each line's rounds' ratios, in the order measured (the median "
             "counts): "
             + "; ".join(
-                f"{line.what.split(' (')[0]} "
-                + " ".join(f"{r:.2f}" for r in line.round_ratios)
-                for line in rounds
+                f"{line.what.split(' (')[0]} {round_ratios(line)}" for line in rounds
             )
         )
     for budget in budgets:

@@ -621,8 +621,8 @@ def _measure_all(args, site: Site, seed: dict, facts: dict, password: str):
             f"{f', {done.errors} errors' if done.errors else ''}"
             f"{f' (floor just before: {done.floor_rate:,.0f}/s)' if done.floor_rate else ''}"
             + (
-                f"; the rounds' ratios: {', '.join(f'{r:.2f}' for r in done.round_ratios)}"
-                if len(done.round_ratios) > 1
+                f"; the rounds' ratios: {rounds}"
+                if (rounds := report.round_ratios(done, ", "))
                 else ""
             )
         )
