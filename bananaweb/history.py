@@ -422,8 +422,10 @@ _DISPLAYS = {
 @dataclass
 class CardRow:
     """A request as a cached card needs it: the columns of CARD_COLUMNS, its
-    author's name and its first image as (id, width, height). `card_html` (or,
-    in the gallery, `tile_html`) is set when its HTML came from the cache."""
+    author's name and its first image as (id, width, height). `card_html` is set
+    when its HTML came from the cache."""
+
+    COLUMNS: ClassVar[tuple[str, ...]] = CARD_COLUMNS
 
     pk: int
     status: str
@@ -446,8 +448,6 @@ class CardRow:
     first_image: tuple[int, int, int] | None = None
     card_html: str = ""
 
-    COLUMNS: ClassVar[tuple[str, ...]] = CARD_COLUMNS
-
     @property
     def in_flight(self) -> bool:
         return self.status in ImageRequest.IN_FLIGHT
@@ -468,7 +468,8 @@ TILE_COLUMNS = ("pk", "prompt", "user_id", "starred")
 @dataclass
 class TileRow:
     """A request as a cached gallery tile needs it: TILE_COLUMNS, its author's
-    name and its first image as (id, width, height)."""
+    name and its first image as (id, width, height). `tile_html` is set when its
+    HTML came from the cache."""
 
     COLUMNS: ClassVar[tuple[str, ...]] = TILE_COLUMNS
 
