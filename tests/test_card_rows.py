@@ -39,17 +39,10 @@ def finished(user, **fields) -> ImageRequest:
     return image_request
 
 
-def rows_of(viewer, *image_requests) -> list[history.CardRow]:
+def rows_of(viewer, *image_requests, row=history.CardRow) -> list[history.Row]:
     pks = [r.pk for r in image_requests]
     queryset = ImageRequest.objects.filter(pk__in=pks).order_by("pk")
-    return history._as_card_rows(history._card_rows(queryset, viewer))
-
-
-def tile_rows_of(viewer, *image_requests) -> list[history.TileRow]:
-    pks = [r.pk for r in image_requests]
-    queryset = ImageRequest.objects.filter(pk__in=pks).order_by("pk")
-    rows = history._card_rows(queryset, viewer, row=history.TileRow)
-    return history._as_card_rows(rows, history.TileRow)
+    return history._as_card_rows(history._card_rows(queryset, viewer, row=row), row)
 
 
 def models_of(viewer, *image_requests) -> list[ImageRequest]:
@@ -74,7 +67,8 @@ def test_a_row_and_its_request_have_the_same_card_and_tile_keys(user, other_user
             fragments.tile_key(m, viewer) for m in models
         ]
         assert [
-            fragments.tile_key(r, viewer) for r in tile_rows_of(viewer, *requests_)
+            fragments.tile_key(r, viewer)
+            for r in rows_of(viewer, *requests_, row=history.TileRow)
         ] == [fragments.tile_key(m, viewer) for m in models]
     # The viewer's side differs: a star is each person's own.
     assert fragments.card_key(rows_of(user, shared)[0], user) != fragments.card_key(
