@@ -72,6 +72,10 @@ USERNAME = "bench"
 # A 60 s task costs at most this many result polls upstream.
 POLL_BUDGET_SECONDS, POLL_BUDGET = 60, 12
 FIRST_LOAD_BUDGET_KB = 60
+# The short run's second measure of a line below half its goal: in this many rounds,
+# each as long as the first measure, the median round counting (one round of a few
+# seconds is at the mercy of a burst on a shared machine).
+RECHECK_ROUNDS = 3
 # The deep history page: page 200, or 2/5 into a smaller history.
 DEEP_PAGE = 200
 HTMX = {"HX-Request": "true"}
@@ -593,15 +597,22 @@ def _measure_all(args, site: Site, seed: dict, facts: dict, password: str):
             and results
             and not report.line_passes(done, results[0], short=True)
         ):
-            say("  below half its goal: measured once more")
-            done = report.better(done, drive_once(line), results[0])
+            say(
+                f"  below half its goal: measured once more, in {RECHECK_ROUNDS} rounds"
+            )
+            again = drive_once(line, rounds=RECHECK_ROUNDS, seconds=args.seconds)
+            done = report.better(done, again, results[0])
         # Measured in rounds, the median leaves such a burst out already.
         elif args.rounds == 1 and results and report.disturbed(done, results[0]):
             say("  the floor fell far below the run's first: measured once more")
             done = report.calmer(done, drive_once(line))
         results.append(done)
 
-    def drive_once(line: Line) -> report.Result:
+    def drive_once(
+        line: Line, *, rounds: int | None = None, seconds: float | None = None
+    ) -> report.Result:
+        """The line in `rounds` rounds (by default args.rounds) of `seconds` each
+        (by default args.seconds shared among them)."""
         say(f"{line.what} …")
         prepare(site, client, line, args, paths["floor"])
         if not results:  # the floor itself
@@ -609,13 +620,13 @@ def _measure_all(args, site: Site, seed: dict, facts: dict, password: str):
         else:
             # In rounds, each the floor then the line, on the same machine in
             # the same few seconds; the median round's ratio counts.
-            rounds = []
-            seconds = round_seconds(args)
-            for _ in range(args.rounds):
+            measured = []
+            seconds = seconds or round_seconds(args)
+            for _ in range(rounds or args.rounds):
                 floor_rate = _wrk_rate(site, client, floor, seconds, paths["floor"])
                 done = measure(site, client, line, seconds, paths["floor"])
-                rounds.append(dataclasses.replace(done, floor_rate=floor_rate))
-            done = report.median_round(rounds, results[0])
+                measured.append(dataclasses.replace(done, floor_rate=floor_rate))
+            done = report.median_round(measured, results[0])
         say(
             f"  {done.rate:,.0f}/s, p50 {done.p50_ms:.1f} ms, p99 {done.p99_ms:.1f} ms"
             f"{f', {done.errors} errors' if done.errors else ''}"
