@@ -632,8 +632,8 @@ def _measure_all(args, site: Site, seed: dict, facts: dict, password: str):
             f"{f', {done.errors} errors' if done.errors else ''}"
             f"{f' (floor just before: {done.floor_rate:,.0f}/s)' if done.floor_rate else ''}"
             + (
-                f"; the rounds' ratios: {rounds}"
-                if (rounds := report.round_ratios(done, ", "))
+                f"; the rounds' ratios: {ratios}"
+                if (ratios := report.round_ratios(done, ", "))
                 else ""
             )
         )
